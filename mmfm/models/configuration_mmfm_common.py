@@ -1,0 +1,127 @@
+"""Fields, checks and size presets shared by every mmfm encoder configuration.
+
+Part of the exportable model folder: imports only transformers and its siblings.
+"""
+
+from typing import Any, ClassVar
+
+from transformers import PreTrainedConfig
+from transformers.activations import ACT2FN
+
+# Transformer sizes shared by every modality; modality configs add their own preset fields on top.
+ENCODER_PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64},
+    "small": {"hidden_size": 384, "num_hidden_layers": 12, "num_attention_heads": 6, "intermediate_size": 1536},
+    "base": {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072},
+}
+
+
+def require_positive_int(config: PreTrainedConfig, *names: str) -> None:
+    """Raise `ValueError` naming the field unless each named field is a positive `int`."""
+    for name in names:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{type(config).__name__}.{name} must be a positive integer, got {value!r}.")
+
+
+def require_choice(config: PreTrainedConfig, name: str, choices: tuple[str, ...]) -> None:
+    """Raise `ValueError` naming the field unless it is one of `choices`."""
+    value = getattr(config, name)
+    if value not in choices:
+        raise ValueError(f"{type(config).__name__}.{name} must be one of {choices}, got {value!r}.")
+
+
+def require_probability(config: PreTrainedConfig, *names: str) -> None:
+    """Raise `ValueError` unless each named field is a number in [0, 1)."""
+    for name in names:
+        value = getattr(config, name)
+        if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+            raise ValueError(f"{type(config).__name__}.{name} must be in [0, 1), got {value!r}.")
+
+
+class ExportableConfigMixin:
+    """Makes a saved folder loadable without mmfm (`trust_remote_code=True`).
+
+    `auto_map_classes` lists every Auto class of the model type; it is written as `auto_map` on each
+    save, because transformers alone records only the classes that happened to be saved.
+    """
+
+    _auto_class: ClassVar[str | None] = "AutoConfig"
+    auto_map_classes: ClassVar[dict[str, str]] = {}
+
+    def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
+        self.auto_map = dict(self.auto_map_classes)
+        return super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
+
+
+class MMFMEncoderConfig(ExportableConfigMixin, PreTrainedConfig):
+    r"""Transformer fields common to all mmfm encoders (pre-norm blocks, fused QKV).
+
+    Args:
+        hidden_size: width D of every token embedding.
+        num_hidden_layers: number of transformer blocks.
+        num_attention_heads: heads per block; must divide `hidden_size`.
+        intermediate_size: width of the MLP inside each block.
+        hidden_act: MLP activation, any key of `transformers.activations.ACT2FN`.
+        hidden_dropout_prob: dropout on the residual branches.
+        attention_probs_dropout_prob: dropout on attention weights.
+        initializer_range: standard deviation of the truncated-normal weight init.
+        layer_norm_eps: epsilon of every LayerNorm.
+        qkv_bias: whether the fused query/key/value projection has a bias.
+        validate_inputs: check input values (NaN/Inf, index ranges) on every forward. These checks read
+            tensor values, which costs a device synchronisation on GPU; turn off for maximum speed once
+            the data pipeline is trusted. Shape checks always run.
+    """
+
+    # Modality-specific fields merged on top of ENCODER_PRESETS by `from_preset`.
+    modality_presets: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.0
+    attention_probs_dropout_prob: float = 0.0
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-6
+    qkv_bias: bool = True
+    validate_inputs: bool = True
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        self.check_consistency()
+
+    def check_consistency(self) -> None:
+        """Raise `ValueError` naming the field when the configuration cannot build a model."""
+        require_positive_int(self, "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
+        if self.hidden_size % self.num_attention_heads != 0:
+            raise ValueError(
+                f"{type(self).__name__}.hidden_size ({self.hidden_size}) must be divisible by "
+                f"num_attention_heads ({self.num_attention_heads}); e.g. use num_attention_heads="
+                f"{_largest_divisor_at_most(self.hidden_size, self.num_attention_heads)}."
+            )
+        if self.hidden_act not in ACT2FN:
+            raise ValueError(
+                f"{type(self).__name__}.hidden_act must be one of {sorted(ACT2FN)}, got {self.hidden_act!r}."
+            )
+        require_probability(self, "hidden_dropout_prob", "attention_probs_dropout_prob")
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> "MMFMEncoderConfig":
+        """Build a configuration from a named size preset (`tiny`, `small`, `base`), then `overrides`."""
+        if name not in ENCODER_PRESETS:
+            raise ValueError(f"Unknown preset {name!r}; available presets: {sorted(ENCODER_PRESETS)}.")
+        fields = {**ENCODER_PRESETS[name], **cls.modality_presets.get(name, {}), **overrides}
+        return cls(**fields)
+
+
+def _largest_divisor_at_most(n: int, limit: int) -> int:
+    return max(d for d in range(1, max(1, limit) + 1) if n % d == 0)
+
+
+__all__ = ["ENCODER_PRESETS", "ExportableConfigMixin", "MMFMEncoderConfig"]

@@ -1,0 +1,185 @@
+"""The composite multimodal model: any subset of the mmfm encoders, per-modality projection heads and a
+learnable temperature, returning L2-normalised embeddings and pairwise similarity logits (CLIP /
+ImageBind-style). The contrastive objectives that train it live outside the exportable folder.
+
+Part of the exportable model folder: imports only torch, transformers and its siblings.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from itertools import combinations
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.utils import ModelOutput
+from transformers.utils.generic import can_return_tuple
+
+from .configuration_mmfm import MODALITIES, MMFMConfig
+from .modeling_mmfm_audio import MMFMAudioModel
+from .modeling_mmfm_graph import MMFMGraphModel
+from .modeling_mmfm_text import MMFMTextModel
+from .modeling_mmfm_timeseries import MMFMTimeSeriesModel
+from .modeling_mmfm_vision import MMFMVisionModel
+
+ENCODER_CLASSES = {
+    "text": MMFMTextModel,
+    "vision": MMFMVisionModel,
+    "audio": MMFMAudioModel,
+    "graph": MMFMGraphModel,
+    "timeseries": MMFMTimeSeriesModel,
+}
+
+
+@dataclass
+class MMFMModelOutput(ModelOutput):
+    r"""Output of [`MMFMModel`].
+
+    Args:
+        logit_scale (`torch.FloatTensor` of shape `()`): the similarity multiplier exp(s), s clamped to
+            `config.logit_scale_max`.
+        embeddings (`dict[str, torch.FloatTensor]`): per modality given, `(B_m, P)` L2-normalised embeddings.
+        logits (`dict[str, torch.FloatTensor]`): for every pair of given modalities `a`, `b` (canonical
+            order text, vision, audio, graph, timeseries), key `"a_b"` holds `(B_a, B_b)` scaled cosine
+            similarities `logit_scale * e_a @ e_b.T`; its transpose gives `b` -> `a`.
+        encoder_outputs (`dict[str, ModelOutput]`): each encoder's own output, by modality.
+    """
+
+    logit_scale: torch.FloatTensor | None = None
+    embeddings: dict[str, torch.FloatTensor] | None = None
+    logits: dict[str, torch.FloatTensor] | None = None
+    encoder_outputs: dict[str, ModelOutput] | None = None
+
+
+class MMFMPreTrainedModel(PreTrainedModel):
+    config: MMFMConfig
+    config_class = MMFMConfig
+    base_model_prefix = "mmfm"
+    main_input_name = "input_ids"
+    input_modalities = ("text", "image", "audio", "graph", "time")
+    _auto_class = "AutoModel"
+    supports_gradient_checkpointing = True
+    _no_split_modules = [
+        "MMFMLayer",
+        "MMFMTextEmbeddings",
+        "MMFMVisionEmbeddings",
+        "MMFMAudioEmbeddings",
+        "MMFMGraphEmbeddings",
+        "MMFMTimeSeriesEmbeddings",
+    ]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, MMFMModel):
+            init.constant_(module.logit_scale, self.config.logit_scale_init_value)
+
+
+class MMFMModel(MMFMPreTrainedModel):
+    """Encoders for the configured modalities, linear projections to a shared space, a temperature.
+
+    Call it with one mapping of encoder inputs per modality, named by the modality:
+
+        outputs = model(text={"input_ids": ..., "attention_mask": ...}, vision={"pixel_values": ...})
+        outputs.embeddings["vision"]   # (B, P), unit norm
+        outputs.logits["text_vision"]  # (B_text, B_vision)
+    """
+
+    def __init__(self, config: MMFMConfig):
+        super().__init__(config)
+        if not config.modalities:
+            raise ValueError(
+                "MMFMConfig includes no encoder: set at least one of "
+                + ", ".join(f"{m}_config" for m in MODALITIES)
+                + "."
+            )
+        self.encoders = nn.ModuleDict(
+            {m: ENCODER_CLASSES[m](config.modality_config(m)) for m in config.modalities}
+        )
+        self.projections = nn.ModuleDict(
+            {
+                m: nn.Linear(config.modality_config(m).hidden_size, config.projection_dim, bias=False)
+                for m in config.modalities
+            }
+        )
+        self.logit_scale = nn.Parameter(torch.tensor(float(config.logit_scale_init_value)))
+        self.post_init()
+
+    @classmethod
+    def from_encoders(cls, projection_dim: int = 512, **encoders: PreTrainedModel) -> "MMFMModel":
+        """Build a composite around already trained encoders (keyword = modality), copying their weights;
+        projections and temperature start fresh."""
+        cls._check_modality_names(encoders)
+        config = MMFMConfig(projection_dim=projection_dim, **{f"{m}_config": e.config for m, e in encoders.items()})
+        model = cls(config)
+        for modality, encoder in encoders.items():
+            model.encoders[modality].load_state_dict(encoder.state_dict())
+        return model
+
+    @staticmethod
+    def _check_modality_names(names) -> None:
+        unknown = sorted(set(names) - set(MODALITIES))
+        if unknown:
+            raise ValueError(f"Unknown modality name(s) {unknown}; modalities are {MODALITIES}.")
+
+    def _encoder_for(self, modality: str) -> nn.Module:
+        self._check_modality_names([modality])
+        if modality not in self.encoders:
+            raise ValueError(
+                f"This MMFMModel has no {modality} encoder; it encodes {tuple(self.encoders)}. "
+                f"Add a {modality}_config to the MMFMConfig to include one."
+            )
+        return self.encoders[modality]
+
+    def get_features(self, modality: str, normalize: bool = True, **inputs) -> torch.FloatTensor:
+        """Embed one modality's inputs: the encoder's pooled output, projected (B, P), unit norm if asked."""
+        pooled = self._encoder_for(modality)(**inputs).pooler_output
+        features = self.projections[modality](pooled)
+        return nn.functional.normalize(features, dim=-1) if normalize else features
+
+    @can_return_tuple
+    def forward(
+        self,
+        text: Mapping[str, torch.Tensor] | None = None,
+        vision: Mapping[str, torch.Tensor] | None = None,
+        audio: Mapping[str, torch.Tensor] | None = None,
+        graph: Mapping[str, torch.Tensor] | None = None,
+        timeseries: Mapping[str, torch.Tensor] | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        **kwargs,
+    ) -> MMFMModelOutput:
+        r"""
+        Args:
+            text, vision, audio, graph, timeseries (`Mapping[str, torch.Tensor]`, *optional*): the inputs of
+                that modality's encoder (e.g. `{"pixel_values": (B, C, H, W)}`), as its processor returns them.
+        """
+        self._check_modality_names(kwargs)
+        given = {m: x for m, x in zip(MODALITIES, (text, vision, audio, graph, timeseries)) if x is not None}
+        if not given:
+            raise ValueError(f"MMFMModel needs inputs for at least one of its modalities {tuple(self.encoders)}.")
+        logit_scale = self.logit_scale.clamp(max=self.config.logit_scale_max).exp()
+        embeddings, encoder_outputs = {}, {}
+        for modality, inputs in given.items():
+            if not isinstance(inputs, Mapping):
+                raise TypeError(
+                    f"`{modality}` must be a mapping of encoder inputs (e.g. the processor's output), "
+                    f"got {type(inputs).__name__}."
+                )
+            output = self._encoder_for(modality)(
+                **inputs, output_hidden_states=output_hidden_states, output_attentions=output_attentions
+            )
+            encoder_outputs[modality] = output
+            projected = self.projections[modality](output.pooler_output)
+            embeddings[modality] = nn.functional.normalize(projected, dim=-1)
+        logits = {
+            f"{a}_{b}": logit_scale * embeddings[a] @ embeddings[b].T for a, b in combinations(embeddings, 2)
+        }
+        return MMFMModelOutput(
+            logit_scale=logit_scale, embeddings=embeddings, logits=logits, encoder_outputs=encoder_outputs
+        )
+
+
+__all__ = ["ENCODER_CLASSES", "MMFMModel", "MMFMModelOutput", "MMFMPreTrainedModel"]

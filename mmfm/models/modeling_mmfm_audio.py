@@ -1,0 +1,185 @@
+"""mmfm audio encoder: log-mel spectrogram patches (SSAST-style) of variable length with a padding mask.
+
+Part of the exportable model folder: imports only torch, transformers and its siblings.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import initialization as init
+from transformers.masking_utils import create_bidirectional_mask
+from transformers.utils import ModelOutput
+from transformers.utils.generic import can_return_tuple
+
+from .configuration_mmfm_audio import MMFMAudioConfig
+from .mmfm_layers import (
+    MMFMEncoderPreTrainedModel,
+    MMFMTransformer,
+    check_finite,
+    check_padding_mask,
+    check_rank,
+    masked_mean,
+)
+
+
+@dataclass
+class MMFMAudioModelOutput(ModelOutput):
+    r"""Output of [`MMFMAudioModel`].
+
+    Tokens are ordered time-major: token `1 + t * F_p + f` is the patch of time slot `t` and
+    frequency band `f`, with `F_p = num_mel_bins / patch_frequency_size`.
+
+    Args:
+        last_hidden_state (`torch.FloatTensor` of shape `(B, 1 + T_p * F_p, D)`): class token then patches.
+        pooler_output (`torch.FloatTensor` of shape `(B, D)`): clip embedding (see `config.pooling`).
+        attention_mask (`torch.LongTensor` of shape `(B, 1 + T_p * F_p)`): 1 for the class token and for
+            patches that hold at least one real frame, 0 for padding patches.
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*): num_layers + 1 tensors of `(B, 1 + T_p * F_p, D)`.
+        attentions (`tuple(torch.FloatTensor)`, *optional*): per layer `(B, H, 1 + T_p * F_p, 1 + T_p * F_p)`.
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    pooler_output: torch.FloatTensor | None = None
+    attention_mask: torch.LongTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+class MMFMAudioEmbeddings(nn.Module):
+    """Cut (B, T, F) log-mel frames into patches, embed them, add frequency and time positions."""
+
+    def __init__(self, config: MMFMAudioConfig):
+        super().__init__()
+        self.config = config
+        self.patch_embedding = nn.Conv2d(
+            1,
+            config.hidden_size,
+            kernel_size=(config.patch_frequency_size, config.patch_time_size),
+            stride=(config.patch_frequency_size, config.patch_time_size),
+        )
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
+        self.frequency_position_embeddings = nn.Parameter(
+            torch.zeros(1, 1, config.num_frequency_patches, config.hidden_size)
+        )
+        self.time_position_embeddings = nn.Parameter(torch.zeros(1, config.max_time_patches, 1, config.hidden_size))
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, input_features: torch.Tensor, frame_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embed (B, T, F) features whose real frames are marked by (B, T) bool `frame_mask`.
+
+        Returns tokens (B, 1 + T_p * F_p, D) and their bool mask (B, 1 + T_p * F_p).
+        """
+        patch_time = self.config.patch_time_size
+        batch, frames, _ = input_features.shape
+        # Padding frames are zeroed so a padded clip embeds exactly like the same clip alone
+        # (which is itself padded with zeros up to a whole patch below).
+        features = input_features.to(self.patch_embedding.weight.dtype) * frame_mask.unsqueeze(-1)
+        extra = (-frames) % patch_time
+        if extra:
+            features = nn.functional.pad(features, (0, 0, 0, extra))
+            frame_mask = nn.functional.pad(frame_mask, (0, extra))
+        # (B, T, F) -> (B, 1, F, T) -> (B, D, F_p, T_p) -> (B, T_p, F_p, D)
+        patches = self.patch_embedding(features.transpose(1, 2).unsqueeze(1)).permute(0, 3, 2, 1)
+        time_patches = patches.shape[1]
+        patches = patches + self.frequency_position_embeddings + self.time_position_embeddings[:, :time_patches]
+        tokens = patches.reshape(batch, -1, patches.shape[-1])
+        patch_mask = frame_mask.view(batch, time_patches, patch_time).any(dim=-1)  # (B, T_p)
+        token_mask = patch_mask.repeat_interleave(self.config.num_frequency_patches, dim=1)
+        cls = self.cls_token.expand(batch, -1, -1).to(tokens.dtype)
+        tokens = torch.cat([cls, tokens], dim=1)
+        token_mask = torch.cat([token_mask.new_ones(batch, 1), token_mask], dim=1)
+        return self.dropout(tokens), token_mask
+
+
+class MMFMAudioPreTrainedModel(MMFMEncoderPreTrainedModel):
+    config: MMFMAudioConfig
+    config_class = MMFMAudioConfig
+    base_model_prefix = "encoder"
+    main_input_name = "input_features"
+    input_modalities = ("audio",)
+    _no_split_modules = ["MMFMLayer", "MMFMAudioEmbeddings"]
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, MMFMAudioEmbeddings):
+            std = self.config.initializer_range
+            init.trunc_normal_(module.cls_token, std=std)
+            init.trunc_normal_(module.frequency_position_embeddings, std=std)
+            init.trunc_normal_(module.time_position_embeddings, std=std)
+
+
+class MMFMAudioModel(MMFMAudioPreTrainedModel):
+    """Audio encoder: `input_features` (B, T, num_mel_bins) -> patch tokens and a clip embedding (B, D)."""
+
+    def __init__(self, config: MMFMAudioConfig):
+        super().__init__(config)
+        self.embeddings = MMFMAudioEmbeddings(config)
+        self.transformer = MMFMTransformer(config)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.embeddings.patch_embedding
+
+    def _check_inputs(self, input_features: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        check_rank("input_features", input_features, 3, "(batch_size, num_frames, num_mel_bins)")
+        batch, frames, bins = input_features.shape
+        if bins != self.config.num_mel_bins:
+            raise ValueError(
+                f"`input_features` has {bins} mel bins in its last dimension, the model expects num_mel_bins="
+                f"{self.config.num_mel_bins}. Use a feature extractor with the same num_mel_bins, and pass "
+                "features as (batch, frames, mel bins)."
+            )
+        if frames == 0:
+            raise ValueError("`input_features` has 0 frames: empty audio cannot be encoded.")
+        if frames > self.config.max_frames:
+            raise ValueError(
+                f"`input_features` has {frames} frames > {self.config.max_frames} (max_time_patches "
+                f"{self.config.max_time_patches} x patch_time_size {self.config.patch_time_size}). Cut the "
+                "clip (feature extractor max_length with truncation=True) or use a larger max_time_patches."
+            )
+        if self.config.validate_inputs:
+            check_finite("input_features", input_features)
+        if attention_mask is None:
+            return torch.ones(batch, frames, dtype=torch.bool, device=input_features.device)
+        if self.config.validate_inputs:
+            return check_padding_mask("attention_mask", attention_mask, (batch, frames))
+        return attention_mask.bool()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_features: torch.FloatTensor,
+        attention_mask: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        **kwargs,
+    ) -> MMFMAudioModelOutput:
+        r"""
+        Args:
+            input_features (`torch.FloatTensor` of shape `(B, T, num_mel_bins)`): log-mel frames.
+            attention_mask (`torch.Tensor` of shape `(B, T)`, *optional*): 1 for real frames, 0 for padding.
+        """
+        frame_mask = self._check_inputs(input_features, attention_mask)
+        embeddings, token_mask = self.embeddings(input_features, frame_mask)
+        mask = create_bidirectional_mask(self.config, embeddings, token_mask.long())
+        hidden, all_hidden, attentions = self.transformer(
+            embeddings,
+            mask,
+            output_hidden_states=bool(output_hidden_states or self.config.output_hidden_states),
+            output_attentions=bool(output_attentions or self.config.output_attentions),
+        )
+        if self.config.pooling == "cls":
+            pooled = hidden[:, 0]
+        else:
+            pooled = masked_mean(hidden[:, 1:], token_mask[:, 1:])
+        return MMFMAudioModelOutput(
+            last_hidden_state=hidden,
+            pooler_output=pooled,
+            attention_mask=token_mask.long(),
+            hidden_states=all_hidden,
+            attentions=attentions,
+        )
+
+
+__all__ = ["MMFMAudioModel", "MMFMAudioModelOutput", "MMFMAudioPreTrainedModel"]

@@ -1,0 +1,170 @@
+"""mmfm text encoder: token embeddings, rotary or learned positions, padding mask.
+
+Part of the exportable model folder: imports only torch, transformers and its siblings.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
+from transformers.utils import ModelOutput
+from transformers.utils.generic import can_return_tuple
+
+from .configuration_mmfm_text import MMFMTextConfig
+from .mmfm_layers import (
+    MMFMEncoderPreTrainedModel,
+    MMFMTransformer,
+    check_padding_mask,
+    check_rank,
+    masked_mean,
+    rotary_cos_sin,
+)
+
+
+@dataclass
+class MMFMTextModelOutput(ModelOutput):
+    r"""Output of [`MMFMTextModel`].
+
+    Args:
+        last_hidden_state (`torch.FloatTensor` of shape `(B, L, D)`): token states after the final norm.
+        pooler_output (`torch.FloatTensor` of shape `(B, D)`): sentence embedding (see `config.pooling`).
+        attention_mask (`torch.LongTensor` of shape `(B, L)`): 1 for real tokens, 0 for padding.
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*): num_layers + 1 tensors of `(B, L, D)`.
+        attentions (`tuple(torch.FloatTensor)`, *optional*): per layer `(B, H, L, L)` (eager attention).
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    pooler_output: torch.FloatTensor | None = None
+    attention_mask: torch.LongTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+class MMFMTextEmbeddings(nn.Module):
+    """Token embeddings plus, for `position_embedding_type="learned"`, an absolute position table."""
+
+    def __init__(self, config: MMFMTextConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.position_embeddings = (
+            nn.Embedding(config.max_position_embeddings, config.hidden_size)
+            if config.position_embedding_type == "learned"
+            else None
+        )
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
+        """(B, L) ids and (B, L) positions -> (B, L, D) embeddings."""
+        embeddings = self.word_embeddings(input_ids)
+        if self.position_embeddings is not None:
+            embeddings = embeddings + self.position_embeddings(position_ids)
+        return self.dropout(embeddings)
+
+
+class MMFMTextPreTrainedModel(MMFMEncoderPreTrainedModel):
+    config: MMFMTextConfig
+    config_class = MMFMTextConfig
+    base_model_prefix = "encoder"
+    main_input_name = "input_ids"
+    input_modalities = ("text",)
+    _no_split_modules = ["MMFMLayer", "MMFMTextEmbeddings"]
+
+
+class MMFMTextModel(MMFMTextPreTrainedModel):
+    """Text encoder: `input_ids` (B, L) -> token states (B, L, D) and a pooled embedding (B, D)."""
+
+    def __init__(self, config: MMFMTextConfig):
+        super().__init__(config)
+        self.embeddings = MMFMTextEmbeddings(config)
+        self.transformer = MMFMTransformer(config, is_causal=config.is_causal)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embeddings.word_embeddings = value
+
+    def _check_inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        check_rank("input_ids", input_ids, 2, "(batch_size, sequence_length)")
+        batch, length = input_ids.shape
+        if length == 0:
+            raise ValueError("`input_ids` has sequence length 0: empty text cannot be encoded.")
+        if length > self.config.max_position_embeddings:
+            raise ValueError(
+                f"`input_ids` has sequence length {length} > max_position_embeddings "
+                f"({self.config.max_position_embeddings}). Tokenize with truncation=True and "
+                f"max_length={self.config.max_position_embeddings}, or use a config with a larger "
+                "max_position_embeddings."
+            )
+        if self.config.validate_inputs:
+            low, high = int(input_ids.min()), int(input_ids.max())
+            if low < 0 or high >= self.config.vocab_size:
+                raise ValueError(
+                    f"`input_ids` must lie in [0, vocab_size={self.config.vocab_size}), got values in "
+                    f"[{low}, {high}]. Was the text tokenized with a different tokenizer?"
+                )
+        if attention_mask is None:
+            return torch.ones_like(input_ids)
+        if self.config.validate_inputs:
+            check_padding_mask("attention_mask", attention_mask, (batch, length))
+        return attention_mask.long()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        **kwargs,
+    ) -> MMFMTextModelOutput:
+        r"""
+        Args:
+            input_ids (`torch.LongTensor` of shape `(B, L)`): token ids.
+            attention_mask (`torch.Tensor` of shape `(B, L)`, *optional*): 1 for real tokens, 0 for padding.
+            position_ids (`torch.LongTensor` of shape `(B, L)`, *optional*): defaults to the index of each
+                real token, so left- and right-padded batches give the same positions.
+        """
+        attention_mask = self._check_inputs(input_ids, attention_mask)
+        if position_ids is None:
+            position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        embeddings = self.embeddings(input_ids, position_ids)
+        rotary = None
+        if self.config.position_embedding_type == "rotary":
+            rotary = rotary_cos_sin(position_ids, self.config.head_dim, self.config.rotary_base, embeddings.dtype)
+
+        if self.config.is_causal:
+            mask = create_causal_mask(self.config, embeddings, attention_mask, None, position_ids)
+        else:
+            mask = create_bidirectional_mask(self.config, embeddings, attention_mask)
+        hidden, all_hidden, attentions = self.transformer(
+            embeddings,
+            mask,
+            rotary,
+            output_hidden_states=bool(output_hidden_states or self.config.output_hidden_states),
+            output_attentions=bool(output_attentions or self.config.output_attentions),
+        )
+        return MMFMTextModelOutput(
+            last_hidden_state=hidden,
+            pooler_output=self._pool(hidden, attention_mask),
+            attention_mask=attention_mask,
+            hidden_states=all_hidden,
+            attentions=attentions,
+        )
+
+    def _pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, L, D) token states -> (B, D) sentence embedding."""
+        if self.config.pooling == "mean":
+            return masked_mean(hidden, attention_mask.bool())
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
+        if self.config.pooling == "cls":
+            # The first real token, so left-padded batches pool the same token as right-padded ones.
+            return hidden[rows, attention_mask.argmax(dim=-1)]
+        positions = torch.arange(attention_mask.shape[1], device=hidden.device)
+        return hidden[rows, (attention_mask * positions).argmax(dim=-1)]
+
+
+__all__ = ["MMFMTextModel", "MMFMTextModelOutput", "MMFMTextPreTrainedModel"]

@@ -1,0 +1,198 @@
+"""mmfm time-series encoder: reversible instance normalisation, channel-independent patching with a
+missing-value mask, and a transformer over patches (PatchTST-style).
+
+Part of the exportable model folder: imports only torch, transformers and its siblings.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import initialization as init
+from transformers.masking_utils import create_bidirectional_mask
+from transformers.utils import ModelOutput
+from transformers.utils.generic import can_return_tuple
+
+from .configuration_mmfm_timeseries import MMFMTimeSeriesConfig
+from .mmfm_layers import MMFMEncoderPreTrainedModel, MMFMTransformer, check_finite, check_rank, masked_mean
+
+
+@dataclass
+class MMFMTimeSeriesModelOutput(ModelOutput):
+    r"""Output of [`MMFMTimeSeriesModel`].
+
+    Args:
+        last_hidden_state (`torch.FloatTensor` of shape `(B, C, P, D)`): one token per channel and patch.
+        pooler_output (`torch.FloatTensor` of shape `(B, D)`): series embedding, the mean over channels of
+            each channel's mean over its observed patches.
+        patch_mask (`torch.LongTensor` of shape `(B, C, P)`): 1 for patches holding an observed value.
+        loc (`torch.FloatTensor` of shape `(B, 1, C)`): per-channel shift removed by instance normalisation.
+        scale (`torch.FloatTensor` of shape `(B, 1, C)`): per-channel scale removed by instance normalisation;
+            a forecast `y` in normalised units maps back as `y * scale + loc`.
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*): num_layers + 1 tensors of `(B * C, P, D)`.
+        attentions (`tuple(torch.FloatTensor)`, *optional*): per layer `(B * C, H, P, P)` (eager).
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    pooler_output: torch.FloatTensor | None = None
+    patch_mask: torch.LongTensor | None = None
+    loc: torch.FloatTensor | None = None
+    scale: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+class MMFMInstanceNorm(nn.Module):
+    """Reversible instance normalisation (RevIN) over observed values only."""
+
+    def __init__(self, config: MMFMTimeSeriesConfig):
+        super().__init__()
+        self.config = config
+        if config.revin_affine:
+            self.affine_weight = nn.Parameter(torch.ones(config.num_input_channels))
+            self.affine_bias = nn.Parameter(torch.zeros(config.num_input_channels))
+
+    def forward(self, values: torch.Tensor, observed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, L, C) values and (B, L, C) 0/1 `observed` -> normalised values (missing set to 0),
+        loc (B, 1, C) and scale (B, 1, C)."""
+        count = observed.sum(dim=1, keepdim=True).clamp(min=1.0)
+        if self.config.scaling == "std":
+            loc = (values * observed).sum(dim=1, keepdim=True) / count
+            variance = (((values - loc) * observed) ** 2).sum(dim=1, keepdim=True) / count
+            scale = torch.sqrt(variance + self.config.minimum_scale)
+        elif self.config.scaling == "mean":
+            loc = torch.zeros_like(count)
+            scale = ((values.abs() * observed).sum(dim=1, keepdim=True) / count).clamp(min=self.config.minimum_scale)
+        else:
+            loc, scale = torch.zeros_like(count), torch.ones_like(count)
+        normalised = (values - loc) / scale
+        if self.config.revin_affine:
+            normalised = normalised * self.affine_weight + self.affine_bias
+        return normalised * observed, loc, scale
+
+
+class MMFMTimeSeriesEmbeddings(nn.Module):
+    """Cut each channel into patches and embed values together with their observed mask."""
+
+    def __init__(self, config: MMFMTimeSeriesConfig):
+        super().__init__()
+        self.config = config
+        # Values and mask side by side, so a missing value is distinguishable from an observed zero.
+        self.patch_embedding = nn.Linear(2 * config.patch_length, config.hidden_size)
+        self.position_embeddings = nn.Parameter(torch.zeros(1, 1, config.num_patches, config.hidden_size))
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, values: torch.Tensor, observed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, L, C) normalised values and 0/1 mask -> tokens (B, C, P, D) and bool patch mask (B, C, P)."""
+        length, stride = self.config.patch_length, self.config.patch_stride
+        value_patches = values.transpose(1, 2).unfold(-1, length, stride)  # (B, C, P, patch_length)
+        mask_patches = observed.transpose(1, 2).unfold(-1, length, stride)
+        inputs = torch.cat([value_patches, mask_patches], dim=-1).to(self.patch_embedding.weight.dtype)
+        tokens = self.patch_embedding(inputs) + self.position_embeddings
+        return self.dropout(tokens), mask_patches.any(dim=-1)
+
+
+class MMFMTimeSeriesPreTrainedModel(MMFMEncoderPreTrainedModel):
+    config: MMFMTimeSeriesConfig
+    config_class = MMFMTimeSeriesConfig
+    base_model_prefix = "encoder"
+    main_input_name = "past_values"
+    input_modalities = ("time",)
+    _no_split_modules = ["MMFMLayer", "MMFMTimeSeriesEmbeddings"]
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, MMFMTimeSeriesEmbeddings):
+            init.trunc_normal_(module.position_embeddings, std=self.config.initializer_range)
+        elif isinstance(module, MMFMInstanceNorm) and module.config.revin_affine:
+            init.ones_(module.affine_weight)
+            init.zeros_(module.affine_bias)
+
+
+class MMFMTimeSeriesModel(MMFMTimeSeriesPreTrainedModel):
+    """Time-series encoder: `past_values` (B, L, C) -> per-channel patch tokens and an embedding (B, D)."""
+
+    def __init__(self, config: MMFMTimeSeriesConfig):
+        super().__init__(config)
+        self.normalization = MMFMInstanceNorm(config)
+        self.embeddings = MMFMTimeSeriesEmbeddings(config)
+        self.transformer = MMFMTransformer(config)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.embeddings.patch_embedding
+
+    def _check_inputs(self, past_values: torch.Tensor, past_observed_mask: torch.Tensor | None) -> torch.Tensor:
+        check_rank("past_values", past_values, 3, "(batch_size, context_length, num_channels)")
+        _, length, channels = past_values.shape
+        if length != self.config.context_length:
+            raise ValueError(
+                f"`past_values` has {length} time steps, the model expects context_length="
+                f"{self.config.context_length}; pad or cut series with the time-series processor."
+            )
+        if channels == 0:
+            raise ValueError("`past_values` has 0 channels: an empty series cannot be encoded.")
+        expected = self.config.num_input_channels
+        if expected is not None and channels != expected:
+            raise ValueError(f"`past_values` has {channels} channels, the model expects num_input_channels={expected}.")
+        if past_observed_mask is None:
+            observed = torch.ones_like(past_values)
+        else:
+            if past_observed_mask.shape != past_values.shape:
+                raise ValueError(
+                    f"`past_observed_mask` must have the shape of `past_values` {tuple(past_values.shape)}, "
+                    f"got {tuple(past_observed_mask.shape)}."
+                )
+            observed = past_observed_mask.to(past_values.dtype)
+        if self.config.validate_inputs:
+            check_finite("past_values", past_values)
+            empty = (observed.sum(dim=1) == 0).nonzero().tolist()
+            if empty:
+                raise ValueError(
+                    f"`past_observed_mask` marks no observed value for (sample, channel) pairs {empty[:5]}; "
+                    "drop such series or channels."
+                )
+        return observed
+
+    @can_return_tuple
+    def forward(
+        self,
+        past_values: torch.FloatTensor,
+        past_observed_mask: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        **kwargs,
+    ) -> MMFMTimeSeriesModelOutput:
+        r"""
+        Args:
+            past_values (`torch.FloatTensor` of shape `(B, L, C)`): L = `context_length`; missing entries
+                may hold any finite value (they are masked).
+            past_observed_mask (`torch.Tensor` of shape `(B, L, C)`, *optional*): 1 for observed values,
+                0 for missing values and padding.
+        """
+        observed = self._check_inputs(past_values, past_observed_mask)
+        normalised, loc, scale = self.normalization(past_values.float(), observed.float())
+        tokens, patch_mask = self.embeddings(normalised, observed)
+        batch, channels, patches, dim = tokens.shape
+        flat_tokens = tokens.reshape(batch * channels, patches, dim)
+        flat_mask = patch_mask.reshape(batch * channels, patches)
+        mask = create_bidirectional_mask(self.config, flat_tokens, flat_mask.long())
+        hidden, all_hidden, attentions = self.transformer(
+            flat_tokens,
+            mask,
+            output_hidden_states=bool(output_hidden_states or self.config.output_hidden_states),
+            output_attentions=bool(output_attentions or self.config.output_attentions),
+        )
+        pooled = masked_mean(hidden, flat_mask).view(batch, channels, dim).mean(dim=1)
+        return MMFMTimeSeriesModelOutput(
+            last_hidden_state=hidden.view(batch, channels, patches, dim),
+            pooler_output=pooled,
+            patch_mask=patch_mask.long(),
+            loc=loc,
+            scale=scale,
+            hidden_states=all_hidden,
+            attentions=attentions,
+        )
+
+
+__all__ = ["MMFMTimeSeriesModel", "MMFMTimeSeriesModelOutput", "MMFMTimeSeriesPreTrainedModel"]
