@@ -3,15 +3,17 @@
 The one place where mmfm tells transformers about its classes; `import mmfm` runs it once.
 """
 
-from transformers import AutoConfig, AutoModel
+from transformers import AutoConfig, AutoFeatureExtractor, AutoImageProcessor, AutoModel
 
 from .models import CONFIG_CLASSES, ENCODER_CLASSES, MMFMConfig, MMFMModel
+from .processing import MMFMAudioFeatureExtractor, MMFMGraphProcessor, MMFMImageProcessor, MMFMTimeSeriesProcessor
 
 _registered = False
 
 
 def register_auto_classes() -> None:
-    """Register every mmfm model type with `AutoConfig` and `AutoModel` (idempotent)."""
+    """Register every mmfm model type with `AutoConfig` and `AutoModel`, the image processor with
+    `AutoImageProcessor` and the other processors with `AutoFeatureExtractor` (idempotent)."""
     global _registered
     if _registered:
         return
@@ -20,6 +22,16 @@ def register_auto_classes() -> None:
         AutoModel.register(config_class, ENCODER_CLASSES[modality], exist_ok=True)
     AutoConfig.register(MMFMConfig.model_type, MMFMConfig, exist_ok=True)
     AutoModel.register(MMFMConfig, MMFMModel, exist_ok=True)
+
+    # One implementation (pure torch) serves both backends transformers 5 may ask for.
+    AutoImageProcessor.register(
+        CONFIG_CLASSES["vision"],
+        image_processor_classes={"pil": MMFMImageProcessor, "torchvision": MMFMImageProcessor},
+        exist_ok=True,
+    )
+    AutoFeatureExtractor.register(CONFIG_CLASSES["audio"], MMFMAudioFeatureExtractor, exist_ok=True)
+    AutoFeatureExtractor.register(CONFIG_CLASSES["graph"], MMFMGraphProcessor, exist_ok=True)
+    AutoFeatureExtractor.register(CONFIG_CLASSES["timeseries"], MMFMTimeSeriesProcessor, exist_ok=True)
     _registered = True
 
 

@@ -29,7 +29,7 @@ class MMFMTimeSeriesModelOutput(ModelOutput):
         loc (`torch.FloatTensor` of shape `(B, 1, C)`): per-channel shift removed by instance normalisation.
         scale (`torch.FloatTensor` of shape `(B, 1, C)`): per-channel scale removed by instance normalisation;
             a forecast `y` in normalised units maps back as `y * scale + loc`.
-        hidden_states (`tuple(torch.FloatTensor)`, *optional*): num_layers + 1 tensors of `(B * C, P, D)`.
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*): num_layers + 1 tensors of `(B, C, P, D)`.
         attentions (`tuple(torch.FloatTensor)`, *optional*): per layer `(B * C, H, P, P)` (eager).
     """
 
@@ -184,6 +184,8 @@ class MMFMTimeSeriesModel(MMFMTimeSeriesPreTrainedModel):
             output_attentions=bool(output_attentions or self.config.output_attentions),
         )
         pooled = masked_mean(hidden, flat_mask).view(batch, channels, dim).mean(dim=1)
+        if all_hidden is not None:
+            all_hidden = tuple(h.view(batch, channels, patches, dim) for h in all_hidden)
         return MMFMTimeSeriesModelOutput(
             last_hidden_state=hidden.view(batch, channels, patches, dim),
             pooler_output=pooled,

@@ -1,0 +1,18 @@
+"""Processors: turn raw text, images, audio, graphs and series into encoder inputs, and save with the model."""
+
+from .feature_extraction_mmfm_audio import MMFMAudioFeatureExtractor
+from .graph_processing_mmfm import MMFMGraphProcessor
+from .image_processing_mmfm import MMFMImageProcessor
+from .processor import PROCESSOR_CLASSES, MMFMProcessor
+from .timeseries_processing_mmfm import MMFMTimeSeriesProcessor
+from .tokenization import train_tokenizer
+
+__all__ = [
+    "PROCESSOR_CLASSES",
+    "MMFMAudioFeatureExtractor",
+    "MMFMGraphProcessor",
+    "MMFMImageProcessor",
+    "MMFMProcessor",
+    "MMFMTimeSeriesProcessor",
+    "train_tokenizer",
+]

@@ -46,7 +46,7 @@ class MMFMAudioFeatureExtractor(SequenceFeatureExtractor):
     Args:
         num_mel_bins: number of mel filters, the feature size F (128). With the default 25 ms window the FFT
             has 40 Hz bins, so 3 of the 128 lowest, narrowest HTK filters catch no FFT bin: those features
-            are constant (log of the floor). This is logged once; use fewer bins or a larger `n_fft` to avoid it.
+            are constant (log of the floor). Use fewer bins or a larger `n_fft` to avoid it.
         sampling_rate: expected sampling rate in Hz (16000). Inputs at another rate must be resampled first.
         n_fft: STFT window and FFT size in samples (400 = 25 ms at 16 kHz).
         hop_length: STFT hop in samples (160 = 10 ms at 16 kHz).
@@ -147,8 +147,8 @@ class MMFMAudioFeatureExtractor(SequenceFeatureExtractor):
             empty = int((filters.max(axis=0) == 0).sum())
             if empty:
                 logger.info(
-                    f"{empty} of {self.num_mel_bins} mel filters are empty with n_fft={self.n_fft} "
-                    f"(FFT bins of {self.sampling_rate / self.n_fft:g} Hz); those features are constant."
+                    f"{empty} of {self.num_mel_bins} mel filters are empty with n_fft={self.n_fft} (FFT bins "
+                    f"of {self.sampling_rate / self.n_fft:g} Hz); those features are constant."
                 )
             self.mel_filters = torch.from_numpy(filters.astype(np.float32))  # (n_fft // 2 + 1, F)
             # Kaldi's "hanning" window is the symmetric Hann window.
@@ -156,7 +156,7 @@ class MMFMAudioFeatureExtractor(SequenceFeatureExtractor):
         return self.mel_filters, self.window
 
     def num_frames(self, num_samples: int) -> int:
-        """Frames given by a clip of `num_samples` samples (no centring; trailing samples < hop are unused)."""
+        """Frames of a clip of `num_samples` samples (no centring; trailing samples < hop are unused)."""
         return 0 if num_samples < self.n_fft else 1 + (num_samples - self.n_fft) // self.hop_length
 
     def extract_fbank(self, waveform: np.ndarray) -> np.ndarray:
@@ -214,23 +214,25 @@ class MMFMAudioFeatureExtractor(SequenceFeatureExtractor):
         padding = {True: "longest", False: "do_not_pad"}.get(padding, padding)
         max_length = self.max_length if max_length is None else check_int("max_length", max_length, minimum=1)
         truncation = self.truncation if truncation is None else check_bool("truncation", truncation)
-        return_attention_mask = self.return_attention_mask if return_attention_mask is None else return_attention_mask
+        return_attention_mask = (
+            self.return_attention_mask if return_attention_mask is None else return_attention_mask
+        )
         return_tensors = check_return_tensors(return_tensors)
         if padding == "max_length" and max_length is None:
             raise ValueError("`padding='max_length'` needs `max_length` (frames), got None.")
 
-        clips = [self._validate_clip(clip, field) for clip, field in self._split_batch(raw_speech)]
+        clips = [(self._validate_clip(clip, field), field) for clip, field in self._split_batch(raw_speech)]
         features = []
-        for i, clip in enumerate(clips):
+        for clip, field in clips:
             frames = self.num_frames(len(clip))
             if max_length is not None and frames > max_length:
                 if not truncation:
                     raise ValueError(
-                        f"`raw_speech[{i}]` gives {frames} frames ({len(clip) / self.sampling_rate:.2f} s), more "
-                        f"than `max_length`={max_length}. Pass `truncation=True` to keep the first {max_length} "
-                        "frames, raise `max_length`, or split the clip."
+                        f"`{field}` gives {frames} frames ({len(clip) / self.sampling_rate:.2f} s), more "
+                        f"than `max_length`={max_length}. Pass `truncation=True` to keep the first "
+                        f"{max_length} frames, raise `max_length`, or split the clip."
                     )
-                logger.info(f"Truncating raw_speech[{i}] from {frames} to {max_length} frames.")
+                logger.info(f"Truncating {field} from {frames} to {max_length} frames.")
                 clip = clip[: (max_length - 1) * self.hop_length + self.n_fft]
             features.append(self.extract_fbank(clip))
         return self._pad(features, padding, max_length, return_attention_mask, return_tensors)
@@ -238,14 +240,15 @@ class MMFMAudioFeatureExtractor(SequenceFeatureExtractor):
     def _check_sampling_rate(self, sampling_rate: int | None) -> None:
         if sampling_rate is None:
             logger.warning(
-                f"It is strongly recommended to pass the `sampling_rate` argument to `{type(self).__name__}()`. "
-                "Failing to do so can result in silent errors that might be hard to debug."
+                "It is strongly recommended to pass the `sampling_rate` argument to "
+                f"`{type(self).__name__}()`. Failing to do so can result in silent errors that might be hard "
+                "to debug."
             )
         elif sampling_rate != self.sampling_rate:
             raise ValueError(
-                f"`sampling_rate` is {sampling_rate} Hz but this feature extractor expects {self.sampling_rate} Hz. "
-                f"Resample the audio first, e.g. `torchaudio.functional.resample(x, {sampling_rate}, "
-                f"{self.sampling_rate})` or `librosa.resample(x, orig_sr={sampling_rate}, "
+                f"`sampling_rate` is {sampling_rate} Hz but this feature extractor expects "
+                f"{self.sampling_rate} Hz. Resample the audio first, e.g. `torchaudio.functional.resample(x, "
+                f"{sampling_rate}, {self.sampling_rate})` or `librosa.resample(x, orig_sr={sampling_rate}, "
                 f"target_sr={self.sampling_rate})`."
             )
 
@@ -262,8 +265,8 @@ class MMFMAudioFeatureExtractor(SequenceFeatureExtractor):
                 first = nested.index(True)
                 raise ValueError(
                     f"`raw_speech` mixes ranks: item {first} is {describe(raw_speech[first])} while item "
-                    f"{nested.index(False)} is a number. Pass one clip (a flat list of floats or a 1-D array) or "
-                    "a list of 1-D clips."
+                    f"{nested.index(False)} is a number. Pass one clip (a flat list of floats or a 1-D "
+                    "array) or a list of 1-D clips."
                 )
         return [(raw_speech, "raw_speech")]
 
@@ -278,24 +281,29 @@ class MMFMAudioFeatureExtractor(SequenceFeatureExtractor):
             if isinstance(clip, list | tuple) or getattr(clip, "dtype", None) is None:
                 raise
             raise TypeError(
-                f"{err} Integer PCM must be scaled to float in [-1, 1] first, e.g. `x.astype(np.float32) / 32768` "
-                "for int16."
+                f"{err} Integer PCM must be scaled to float in [-1, 1] first, e.g. `x.astype(np.float32) / "
+                "32768` for int16."
             ) from None
         if array.ndim != 1:
             stereo_hint = ""
             if array.ndim == 2:
                 axis = 0 if array.shape[0] < array.shape[1] else 1
                 stereo_hint = (
-                    f" If it is multi-channel audio, average the channels (`x.mean(axis={axis})`); if it is a "
-                    "batch of equal-length clips, pass `list(x)`."
+                    f" If it is multi-channel audio, average the channels (`x.mean(axis={axis})`); if it is "
+                    "a batch of equal-length clips, pass `list(x)`."
                 )
-            raise ValueError(f"`{field}` must be a mono waveform of shape (num_samples,), got {describe(clip)}.{stereo_hint}")
+            raise ValueError(
+                f"`{field}` must be a mono waveform of shape (num_samples,), got "
+                f"{describe(clip)}.{stereo_hint}"
+            )
         if array.size == 0:
-            raise ValueError(f"`{field}` is an empty waveform: expected at least `n_fft`={self.n_fft} samples.")
+            raise ValueError(
+                f"`{field}` is an empty waveform: expected at least `n_fft`={self.n_fft} samples."
+            )
         if array.size < self.n_fft:
             raise ValueError(
-                f"`{field}` has {array.size} samples, fewer than one STFT frame (`n_fft`={self.n_fft} samples = "
-                f"{1000 * self.n_fft / self.sampling_rate:g} ms). Pad it with zeros or drop it."
+                f"`{field}` has {array.size} samples, fewer than one STFT frame (`n_fft`={self.n_fft} "
+                f"samples = {1000 * self.n_fft / self.sampling_rate:g} ms). Pad it with zeros or drop it."
             )
         check_finite(array, field)
         return array
@@ -312,8 +320,9 @@ class MMFMAudioFeatureExtractor(SequenceFeatureExtractor):
         if padding == "do_not_pad":
             if return_tensors is not None and len(set(lengths)) > 1:
                 raise ValueError(
-                    f"Clips give different frame counts {lengths} with `padding=False`, so they cannot be stacked "
-                    f"into return_tensors={return_tensors!r}. Use `padding='longest'` or return_tensors=None."
+                    f"Clips give different frame counts {lengths} with `padding=False`, so they cannot be "
+                    f"stacked into return_tensors={return_tensors!r}. Use `padding='longest'` or "
+                    "return_tensors=None."
                 )
             target = None
         else:
@@ -323,7 +332,9 @@ class MMFMAudioFeatureExtractor(SequenceFeatureExtractor):
             length = len(feats) if target is None else target
             padded = np.full((length, self.num_mel_bins), self.padding_value, dtype=np.float32)
             mask = np.zeros(length, dtype=np.int64)
-            real = slice(0, len(feats)) if self.padding_side == "right" else slice(length - len(feats), length)
+            real = (
+                slice(0, len(feats)) if self.padding_side == "right" else slice(length - len(feats), length)
+            )
             padded[real] = feats
             mask[real] = 1
             batch_features.append(padded)

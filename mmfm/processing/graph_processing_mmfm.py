@@ -1,4 +1,4 @@
-"""Graph processor for the mmfm graph encoder: graphs -> padded `node_features`, `attention_mask`, `edge_index`.
+"""Graph processor for the mmfm graph encoder: graphs -> `node_features`, `attention_mask`, `edge_index`.
 
 A graph may be given as a dict (the demo corpus row format), a networkx graph or a PyG `Data`-like object;
 the three give identical outputs for the same graph. Nothing is truncated: a graph larger than `max_nodes`
@@ -117,8 +117,8 @@ class MMFMGraphProcessor(FeatureExtractionMixin):
             return features, self._finish_edges(edge_index, num_nodes)
         else:
             raise TypeError(
-                f"`{field}` must be a dict with `num_nodes`/`edge_index`/`node_features`, a networkx graph or a "
-                f"PyG Data-like object with `edge_index` and `num_nodes`, got {describe(graph)}."
+                f"`{field}` must be a dict with `num_nodes`/`edge_index`/`node_features`, a networkx graph "
+                f"or a PyG Data-like object with `edge_index` and `num_nodes`, got {describe(graph)}."
             )
         features = self._check_features(features, num_nodes, features_field)
         return features, self._finish_edges(edge_index, num_nodes)
@@ -133,8 +133,8 @@ class MMFMGraphProcessor(FeatureExtractionMixin):
         if graph.get("num_nodes") is None:
             if features is None:
                 raise ValueError(
-                    f"`{field}` has neither 'num_nodes' nor 'node_features': expected at least one of them to "
-                    "know the number of nodes."
+                    f"`{field}` has neither 'num_nodes' nor 'node_features': expected at least one of them "
+                    "to know the number of nodes."
                 )
             num_nodes = len(features)
         else:
@@ -163,16 +163,21 @@ class MMFMGraphProcessor(FeatureExtractionMixin):
         if all(has):
             features = [graph.nodes[node][key] for node in nodes]
             try:
-                features = np.stack([to_numpy(x, f"{field}.nodes[{n!r}][{key!r}]") for x, n in zip(features, nodes)])
+                features = np.stack(
+                    [
+                        to_numpy(x, f"{field}.nodes[{n!r}][{key!r}]")
+                        for x, n in zip(features, nodes, strict=True)
+                    ]
+                )
             except ValueError as err:
                 raise ValueError(
                     f"`{field}` node attribute {key!r} must have the same shape on every node: {err}"
                 ) from None
         elif any(has):
-            missing = [node for node, ok in zip(nodes, has) if not ok]
+            missing = [node for node, ok in zip(nodes, has, strict=True) if not ok]
             raise ValueError(
-                f"`{field}` has node attribute {key!r} on {sum(has)} of {num_nodes} nodes: expected it on all or "
-                f"none (missing on nodes {missing[:5]}{'...' if len(missing) > 5 else ''})."
+                f"`{field}` has node attribute {key!r} on {sum(has)} of {num_nodes} nodes: expected it on "
+                f"all or none (missing on nodes {missing[:5]}{'...' if len(missing) > 5 else ''})."
             )
         else:
             features = None
@@ -183,19 +188,23 @@ class MMFMGraphProcessor(FeatureExtractionMixin):
             num_nodes = num_nodes.item()
         num_nodes = check_int(field, num_nodes)
         if num_nodes <= 0:
-            raise ValueError(f"`{field}` is {num_nodes}: an empty graph cannot be encoded, expected >= 1 node.")
+            raise ValueError(
+                f"`{field}` is {num_nodes}: an empty graph cannot be encoded, expected >= 1 node."
+            )
         if self.max_nodes is not None and num_nodes > self.max_nodes:
             raise ValueError(
-                f"`{field}` is {num_nodes}, more than `max_nodes`={self.max_nodes}. Graphs are never truncated: "
-                "raise `max_nodes` or filter such graphs out of the data set."
+                f"`{field}` is {num_nodes}, more than `max_nodes`={self.max_nodes}. Graphs are never "
+                "truncated: raise `max_nodes` or filter such graphs out of the data set."
             )
         return num_nodes
 
     @staticmethod
     def _check_edge_index(edge_index: Any, num_nodes: int, field: str) -> np.ndarray:
         if not is_array_like(edge_index):
-            raise TypeError(f"`{field}` must be a (2, E) array/tensor/list or a list of (src, dst) tuples, got "
-                            f"{describe(edge_index)}.")
+            raise TypeError(
+                f"`{field}` must be a (2, E) array/tensor/list or a list of (src, dst) tuples, got "
+                f"{describe(edge_index)}."
+            )
         if isinstance(edge_index, list | tuple) and len(edge_index) == 0:
             return np.zeros((2, 0), dtype=np.int64)
         # Pairs: every item has length 2, and either they are tuples or there are not exactly two of them
@@ -209,20 +218,28 @@ class MMFMGraphProcessor(FeatureExtractionMixin):
         if is_pairs:
             array = array.reshape(-1, 2).T if array.size else np.zeros((2, 0), dtype=np.int64)
         if array.ndim != 2 or array.shape[0] != 2:
-            hint = " It looks like (E, 2): pass its transpose." if array.ndim == 2 and array.shape[1] == 2 else ""
+            hint = (
+                " It looks like (E, 2): pass its transpose."
+                if array.ndim == 2 and array.shape[1] == 2
+                else ""
+            )
             raise ValueError(f"`{field}` must be shaped (2, E), got {describe(array)}.{hint}")
         if array.dtype.kind == "f":
             if array.size and not (np.isfinite(array).all() and (array == np.round(array)).all()):
-                raise ValueError(f"`{field}` must hold integer node ids, got non-integer values ({describe(array)}).")
+                raise ValueError(
+                    f"`{field}` must hold integer node ids, got non-integer values ({describe(array)})."
+                )
         array = array.astype(np.int64)
         if array.size:
             low, high = int(array.min()), int(array.max())
             if low < 0:
-                raise ValueError(f"`{field}` holds a negative node id {low}: expected ids in [0, num_nodes={num_nodes}).")
+                raise ValueError(
+                    f"`{field}` holds a negative node id {low}: expected ids in [0, num_nodes={num_nodes})."
+                )
             if high >= num_nodes:
                 raise ValueError(
-                    f"`{field}` holds node id {high} but num_nodes={num_nodes}: expected ids in [0, {num_nodes}). "
-                    "Ids are local to each graph and start at 0."
+                    f"`{field}` holds node id {high} but num_nodes={num_nodes}: expected ids in [0, "
+                    f"{num_nodes}). Ids are local to each graph and start at 0."
                 )
         return array
 
@@ -234,8 +251,9 @@ class MMFMGraphProcessor(FeatureExtractionMixin):
             array = array[:, None]
         if array.ndim != 2 or array.shape[0] != num_nodes or array.shape[1] != self.node_feature_size:
             raise ValueError(
-                f"`{field}` must be shaped (num_nodes, node_feature_size) = ({num_nodes}, {self.node_feature_size}), "
-                f"got {describe(array)}. Set `node_feature_size` to match the data or fix the features."
+                f"`{field}` must be shaped (num_nodes, node_feature_size) = ({num_nodes}, "
+                f"{self.node_feature_size}), got {describe(array)}. Set `node_feature_size` to match the "
+                "data or fix the features."
             )
         check_finite(array, field)
         return array.astype(np.float32)
@@ -264,8 +282,8 @@ class MMFMGraphProcessor(FeatureExtractionMixin):
             for key, column in graphs.items():
                 if not isinstance(column, list | tuple | np.ndarray) or len(column) != size:
                     raise ValueError(
-                        f"`graphs` looks like a batch of columns (num_nodes has {size} rows) but column {key!r} "
-                        f"is {describe(column)}: expected {size} rows."
+                        f"`graphs` looks like a batch of columns (num_nodes has {size} rows) but column "
+                        f"{key!r} is {describe(column)}: expected {size} rows."
                     )
             graphs = [{key: column[i] for key, column in graphs.items()} for i in range(size)]
         elif hasattr(graphs, "to_data_list") and hasattr(graphs, "num_graphs"):

@@ -23,7 +23,6 @@ import torch.nn.functional as F
 from huggingface_hub.errors import StrictDataclassError
 from transformers.image_processing_base import BatchFeature
 from transformers.image_processing_utils import BaseImageProcessor
-from transformers.image_transforms import convert_to_rgb as pil_convert_to_rgb
 from transformers.image_utils import (
     IMAGENET_DEFAULT_MEAN,
     IMAGENET_DEFAULT_STD,
@@ -46,6 +45,16 @@ RESAMPLE_TO_TORCH = {
     int(PILImageResampling.BILINEAR): "bilinear",
     int(PILImageResampling.BICUBIC): "bicubic",
 }
+
+
+def _pil_to_rgb_array(image: PIL.Image.Image) -> np.ndarray:
+    """(H, W, 3) uint8 RGB array of a PIL image, transparency composited on white (as transformers does;
+    written out here because `convert_to_rgb`'s signature changed within transformers 5)."""
+    if "A" in image.getbands() or image.info.get("transparency") is not None:
+        rgba = image.convert("RGBA")
+        background = PIL.Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.array(PIL.Image.alpha_composite(background, rgba).convert("RGB"))
+    return np.array(image.convert("RGB"))
 
 
 class MMFMImageProcessorKwargs(ImagesKwargs, total=False):
@@ -204,12 +213,18 @@ class MMFMImageProcessor(BaseImageProcessor):
             for side in ("height", "width"):
                 if size[side] % patch_size:
                     raise ValueError(
-                        f"`size['{side}']` must be a multiple of `patch_size`={patch_size}, got {size[side]}. "
-                        f"Use e.g. {max(1, round(size[side] / patch_size)) * patch_size}."
+                        f"`size['{side}']` must be a multiple of `patch_size`={patch_size}, got "
+                        f"{size[side]}. Use e.g. {max(1, round(size[side] / patch_size)) * patch_size}."
                     )
         if resample is not None and int(resample) not in RESAMPLE_TO_TORCH:
             raise ValueError(
-                f"`resample` must be one of PILImageResampling.BICUBIC, BILINEAR or NEAREST, got {resample!r}."
+                "`resample` must be one of PILImageResampling.BICUBIC, BILINEAR or NEAREST, got "
+                f"{resample!r}."
+            )
+        if do_convert_rgb and num_channels != 3:
+            raise ValueError(
+                f"`do_convert_rgb=True` makes 3-channel RGB images but `num_channels`={num_channels}. Set "
+                f"`do_convert_rgb=False` to feed {num_channels}-channel images as they are."
             )
         out_channels = 3 if do_convert_rgb else num_channels
         if do_normalize:
@@ -217,7 +232,8 @@ class MMFMImageProcessor(BaseImageProcessor):
                 length = len(value) if isinstance(value, list | tuple) else 1
                 if length not in (1, out_channels):
                     raise ValueError(
-                        f"`{name}` must have 1 or {out_channels} values (one per output channel), got {value!r}."
+                        f"`{name}` must have 1 or {out_channels} values (one per output channel), got "
+                        f"{value!r}."
                     )
             if np.any(np.asarray(image_std, dtype=np.float64) == 0):
                 raise ValueError(f"`image_std` must not contain 0, got {image_std!r}.")
@@ -233,13 +249,15 @@ class MMFMImageProcessor(BaseImageProcessor):
                 raise ValueError("`images` is an empty list: expected at least one image.")
             if all(isinstance(image, list | tuple) for image in images):
                 raise TypeError(
-                    f"`images` must be an image or a flat list of images, got a nested list ({describe(images)}). "
-                    "Pass a list of PIL images, numpy arrays or torch tensors."
+                    "`images` must be an image or a flat list of images, got a nested list "
+                    f"({describe(images)}). Pass a list of PIL images, numpy arrays or torch tensors."
                 )
             return list(images)
         if isinstance(images, np.ndarray | torch.Tensor) and images.ndim == 4:
             if images.shape[0] == 0:
-                raise ValueError(f"`images` is an empty batch ({describe(images)}): expected at least one image.")
+                raise ValueError(
+                    f"`images` is an empty batch ({describe(images)}): expected at least one image."
+                )
             return list(images)
         return [images]
 
@@ -252,7 +270,9 @@ class MMFMImageProcessor(BaseImageProcessor):
         """Validate and convert one image to a float32 (C, H, W) array (before resizing/normalising)."""
         options = {name: kwargs.get(name, getattr(self, name)) for name in ("do_convert_rgb", "patch_size")}
         options["num_channels"] = kwargs.get("num_channels", self.num_channels)
-        return self._to_channels_first(image, "image", input_data_format=kwargs.get("input_data_format"), **options)
+        return self._to_channels_first(
+            image, "image", input_data_format=kwargs.get("input_data_format"), **options
+        )
 
     def _to_channels_first(
         self,
@@ -268,7 +288,7 @@ class MMFMImageProcessor(BaseImageProcessor):
         if isinstance(image, PIL.Image.Image):
             # PIL images are uint8/int32/float32 with known channels; RGB conversion follows transformers
             # (palette and alpha handled by PIL, alpha composited on white).
-            array = pil_convert_to_rgb(image, return_numpy=True) if do_convert_rgb else np.asarray(image)
+            array = _pil_to_rgb_array(image) if do_convert_rgb else np.asarray(image)
             array = array[None] if array.ndim == 2 else np.moveaxis(array, -1, 0)
             check_finite(array, field)
         else:
@@ -293,9 +313,9 @@ class MMFMImageProcessor(BaseImageProcessor):
         height, width = array.shape[-2:]
         if height < patch_size or width < patch_size:
             raise ValueError(
-                f"`{field}` is smaller than one patch: got height x width = {height} x {width}, expected both "
-                f">= `patch_size`={patch_size}. Upsampling such an image would invent its content; drop it or "
-                "pad it before processing."
+                f"`{field}` is smaller than one patch: got height x width = {height} x {width}, expected "
+                f"both >= `patch_size`={patch_size}. Upsampling such an image would invent its content; drop "
+                "it or pad it before processing."
             )
         channels = array.shape[0]
         expected = 3 if do_convert_rgb else num_channels
@@ -326,9 +346,9 @@ class MMFMImageProcessor(BaseImageProcessor):
             layout = ChannelDimension.LAST
         else:
             raise ValueError(
-                f"`{field}` has no channel axis: got shape {tuple(array.shape)}, expected a first or last axis "
-                f"of size {' or '.join(map(str, allowed))} (gray, RGB, RGBA when `do_convert_rgb=True`, else "
-                f"`num_channels`={num_channels})."
+                f"`{field}` has no channel axis: got shape {tuple(array.shape)}, expected a first or last "
+                f"axis of size {' or '.join(map(str, allowed))} (gray, RGB, RGBA when `do_convert_rgb=True`, "
+                f"else `num_channels`={num_channels})."
             )
         return array if layout == ChannelDimension.FIRST else np.moveaxis(array, -1, 0)
 
@@ -336,7 +356,9 @@ class MMFMImageProcessor(BaseImageProcessor):
     # Batch operations
     # ----------------------------------------------------------------------------------------------------
 
-    def resize(self, image: torch.Tensor, size: SizeDict, resample: int | None = None, **kwargs: Any) -> torch.Tensor:
+    def resize(
+        self, image: torch.Tensor, size: SizeDict, resample: int | None = None, **kwargs: Any
+    ) -> torch.Tensor:
         """Resize a float (C, H, W) tensor to `(size.height, size.width)` with antialiasing."""
         mode = RESAMPLE_TO_TORCH[int(resample if resample is not None else self.resample)]
         antialias = mode in ("bilinear", "bicubic")
@@ -366,8 +388,9 @@ class MMFMImageProcessor(BaseImageProcessor):
                 image = self.resize(image, size=size, resample=resample)
             elif image.shape[-2] % patch_size or image.shape[-1] % patch_size:
                 raise ValueError(
-                    f"`images[{i}]` is {image.shape[-2]} x {image.shape[-1]} and `do_resize=False`: the output size "
-                    f"must be a multiple of `patch_size`={patch_size}. Set `do_resize=True` or crop the image."
+                    f"`images[{i}]` is {image.shape[-2]} x {image.shape[-1]} and `do_resize=False`: the "
+                    f"output size must be a multiple of `patch_size`={patch_size}. Set `do_resize=True` or "
+                    "crop the image."
                 )
             if do_rescale:
                 image = image * rescale_factor
@@ -379,8 +402,8 @@ class MMFMImageProcessor(BaseImageProcessor):
         shapes = {array.shape for array in processed}
         if len(shapes) > 1:
             raise ValueError(
-                f"`images` have different sizes {sorted(shapes)} and `do_resize=False`, so they cannot be batched. "
-                "Set `do_resize=True` or process them one at a time."
+                f"`images` have different sizes {sorted(shapes)} and `do_resize=False`, so they cannot be "
+                "batched. Set `do_resize=True` or process them one at a time."
             )
         return make_batch_feature({"pixel_values": np.stack(processed)}, return_tensors)
 
@@ -395,7 +418,7 @@ class MMFMImageProcessor(BaseImageProcessor):
 
 
 def _to_rgb(array: np.ndarray, field: str) -> np.ndarray:
-    """(C, H, W) with C in 1/3/4 -> (3, H, W): gray repeated, alpha composited on white (transformers' rule)."""
+    """(C, H, W), C in 1/3/4 -> (3, H, W): gray repeated, alpha composited on white (as transformers does)."""
     channels = array.shape[0]
     if channels == 1:
         return np.repeat(array, 3, axis=0)
@@ -407,9 +430,9 @@ def _to_rgb(array: np.ndarray, field: str) -> np.ndarray:
         white = 1.0
         if array.size and (array.min() < 0.0 or array.max() > 1.0):
             raise ValueError(
-                f"`{field}` is a float RGBA image with values in [{array.min()}, {array.max()}]: compositing the "
-                "alpha channel needs float values in [0, 1]. Divide by 255 and set `do_rescale=False`, or drop "
-                "the alpha channel yourself."
+                f"`{field}` is a float RGBA image with values in [{array.min()}, {array.max()}]: compositing "
+                "the alpha channel needs float values in [0, 1]. Divide by 255 and set `do_rescale=False`, "
+                "or drop the alpha channel yourself."
             )
     alpha = array[3:4].astype(np.float32) / white
     return alpha * array[:3].astype(np.float32) + (1.0 - alpha) * white

@@ -78,7 +78,9 @@ class MMFMTimeSeriesProcessor(FeatureExtractionMixin):
     ) -> None:
         super().__init__(**kwargs)
         self.context_length = check_int("context_length", context_length, minimum=1)
-        self.num_input_channels = check_int("num_input_channels", num_input_channels, minimum=1, allow_none=True)
+        self.num_input_channels = check_int(
+            "num_input_channels", num_input_channels, minimum=1, allow_none=True
+        )
         self.padding_side = check_choice("padding_side", padding_side, SIDE_CHOICES)
         self.truncation = check_bool("truncation", truncation)
         self.truncation_side = check_choice("truncation_side", truncation_side, SIDE_CHOICES)
@@ -102,7 +104,7 @@ class MMFMTimeSeriesProcessor(FeatureExtractionMixin):
             observed_mask: optional, same structure and shapes as `series`, 1/True = observed. Values marked 0
                 are treated as missing (NaN still marks a missing value too).
             truncation: overrides the processor's `truncation` for this call.
-            return_tensors: "pt", "np" or None (default, transformers' convention: lists of per-series arrays).
+            return_tensors: "pt", "np" or None (default, as in transformers: lists of per-series arrays).
 
         Returns:
             `BatchFeature` with `past_values` (B, L, C) float32, `past_observed_mask` (B, L, C) int64, and
@@ -114,11 +116,12 @@ class MMFMTimeSeriesProcessor(FeatureExtractionMixin):
         masks = [None] * len(items) if observed_mask is None else _split_batch(observed_mask, "observed_mask")
         if len(masks) != len(items):
             raise ValueError(
-                f"`observed_mask` has {len(masks)} series but `series` has {len(items)}: expected one mask per series."
+                f"`observed_mask` has {len(masks)} series but `series` has {len(items)}: expected one mask "
+                "per series."
             )
         channels = self.num_input_channels
         outputs = []
-        for i, (value, mask) in enumerate(zip(items, masks)):
+        for i, (value, mask) in enumerate(zip(items, masks, strict=True)):
             field = "series" if len(items) == 1 and not isinstance(series, list | tuple) else f"series[{i}]"
             values, observed = self._validate(value, mask, field)
             if channels is None:
@@ -126,8 +129,8 @@ class MMFMTimeSeriesProcessor(FeatureExtractionMixin):
             elif values.shape[1] != channels:
                 source = "`num_input_channels`" if self.num_input_channels is not None else "the first series"
                 raise ValueError(
-                    f"`{field}` has {values.shape[1]} channel(s) but {source} has {channels}: all series must have "
-                    f"the same channels (time-major (L, C) layout; is it transposed?)."
+                    f"`{field}` has {values.shape[1]} channel(s) but {source} has {channels}: all series "
+                    "must have the same channels (time-major (L, C) layout; is it transposed?)."
                 )
             values, observed = self._truncate(values, observed, field, truncation)
             outputs.append(self._scale_and_pad(values, observed, field))
@@ -139,8 +142,8 @@ class MMFMTimeSeriesProcessor(FeatureExtractionMixin):
         array = to_numpy(value, field, kinds="iuf")
         if array.ndim not in (1, 2):
             raise ValueError(
-                f"`{field}` must have rank 1 (L,) or 2 (L, C), got {describe(array)}. A batch is a list of series "
-                "or a (B, L, C) array."
+                f"`{field}` must have rank 1 (L,) or 2 (L, C), got {describe(array)}. A batch is a list of "
+                "series or a (B, L, C) array."
             )
         if array.shape[0] == 0:
             raise ValueError(f"`{field}` is an empty series (L=0): expected at least one time step.")
@@ -151,7 +154,9 @@ class MMFMTimeSeriesProcessor(FeatureExtractionMixin):
         nan = np.isnan(values)
         if self.missing_values == "error" and nan.any():
             check_finite(
-                values, field, hint="`missing_values='error'`; use `missing_values='nan'` to treat NaN as missing."
+                values,
+                field,
+                hint="`missing_values='error'`; use `missing_values='nan'` to treat NaN as missing.",
             )
         observed = ~nan
         if mask is not None:
@@ -159,10 +164,14 @@ class MMFMTimeSeriesProcessor(FeatureExtractionMixin):
             given = to_numpy(mask, mask_field, kinds="iufb")
             same_shape = given.ndim in (1, 2) and given.shape[0] == values.shape[0]
             if not same_shape or given.reshape(given.shape[0], -1).shape != values.shape:
-                raise ValueError(f"`{mask_field}` must have the shape of `{field}` {tuple(array.shape)}, got "
-                                 f"{describe(given)}.")
+                raise ValueError(
+                    f"`{mask_field}` must have the shape of `{field}` {tuple(array.shape)}, got "
+                    f"{describe(given)}."
+                )
             if not np.isin(given, (0, 1)).all():
-                raise ValueError(f"`{mask_field}` must hold only 0/1 (or bools), got values {np.unique(given)[:5]}.")
+                raise ValueError(
+                    f"`{mask_field}` must hold only 0/1 (or bools), got values {np.unique(given)[:5]}."
+                )
             observed &= given.reshape(values.shape).astype(bool)
         return values, observed
 
@@ -175,11 +184,18 @@ class MMFMTimeSeriesProcessor(FeatureExtractionMixin):
         if not truncation:
             raise ValueError(
                 f"`{field}` has {length} time steps, more than `context_length`={self.context_length}. Pass "
-                f"`truncation=True` to keep the {'most recent' if self.truncation_side == 'left' else 'first'} "
-                f"{self.context_length} steps, or raise `context_length`."
+                "`truncation=True` to keep the "
+                f"{'most recent' if self.truncation_side == 'left' else 'first'} {self.context_length} "
+                "steps, or raise `context_length`."
             )
-        logger.info(f"Truncating {field} from {length} to {self.context_length} steps ({self.truncation_side}).")
-        keep = slice(-self.context_length, None) if self.truncation_side == "left" else slice(0, self.context_length)
+        logger.info(
+            f"Truncating {field} from {length} to {self.context_length} steps ({self.truncation_side})."
+        )
+        keep = (
+            slice(-self.context_length, None)
+            if self.truncation_side == "left"
+            else slice(0, self.context_length)
+        )
         return values[keep], observed[keep]
 
     def _scale_and_pad(self, values: np.ndarray, observed: np.ndarray, field: str) -> dict[str, np.ndarray]:
@@ -188,8 +204,8 @@ class MMFMTimeSeriesProcessor(FeatureExtractionMixin):
             channel = int(np.flatnonzero(counts == 0)[0])
             raise ValueError(
                 f"`{field}` has no observed value in channel {channel} (of {values.shape[1]}) within its "
-                f"{values.shape[0]}-step window: expected at least one non-missing value per channel. Drop the "
-                "channel or the series."
+                f"{values.shape[0]}-step window: expected at least one non-missing value per channel. Drop "
+                "the channel or the series."
             )
         values = np.where(observed, values, 0.0)
         loc = np.zeros((1, values.shape[1]))
@@ -225,13 +241,15 @@ def _split_batch(series: Any, field: str) -> list[Any]:
             return list(series)
         if any(nested):
             raise ValueError(
-                f"`{field}` mixes ranks: item {nested.index(True)} is {describe(series[nested.index(True)])} but "
-                f"item {nested.index(False)} is a number. Pass one series or a list of series."
+                f"`{field}` mixes ranks: item {nested.index(True)} is {describe(series[nested.index(True)])} "
+                f"but item {nested.index(False)} is a number. Pass one series or a list of series."
             )
         return [series]
     if is_array_like(series) and getattr(series, "ndim", 0) == 3:
         if series.shape[0] == 0:
-            raise ValueError(f"`{field}` is an empty batch ({describe(series)}): expected at least one series.")
+            raise ValueError(
+                f"`{field}` is an empty batch ({describe(series)}): expected at least one series."
+            )
         return list(series)
     return [series]
 

@@ -70,7 +70,7 @@ def train_tokenizer(
         tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         tokenizer.decoder = decoders.WordPiece()
         trainer = trainers.WordPieceTrainer(
-            vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials
+            vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials, show_progress=False
         )
     else:
         tokenizer = Tokenizer(models.BPE(unk_token=None))
@@ -82,6 +82,7 @@ def train_tokenizer(
             min_frequency=min_frequency,
             special_tokens=specials,
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
         )
 
     n_texts = 0

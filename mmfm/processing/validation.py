@@ -67,8 +67,8 @@ def check_return_tensors(return_tensors: Any) -> str | None:
         return_tensors = return_tensors.value
     if return_tensors not in RETURN_TENSORS_CHOICES:
         raise ValueError(
-            f"`return_tensors` must be one of {list(RETURN_TENSORS_CHOICES)}, got {return_tensors!r}. "
-            "'pt' returns torch tensors, 'np' numpy arrays, None a list with one numpy array per sample."
+            f"`return_tensors` must be one of {list(RETURN_TENSORS_CHOICES)}, got {return_tensors!r}. 'pt' "
+            "returns torch tensors, 'np' numpy arrays, None a list with one numpy array per sample."
         )
     return return_tensors
 
@@ -97,17 +97,18 @@ def to_numpy(value: Any, field: str, kinds: str = "iuf") -> np.ndarray:
         array = value.detach().cpu().numpy() if value.dtype != torch.bfloat16 else value.float().cpu().numpy()
     elif isinstance(value, np.ndarray):
         array = value
-    elif isinstance(value, list | tuple) or np.isscalar(value):
+    elif isinstance(value, list | tuple) or (np.isscalar(value) and not isinstance(value, str | bytes)):
         try:
             array = np.asarray(value)
         except ValueError as err:
             raise ValueError(
-                f"`{field}` could not be read as a rectangular array: its nested lists have different lengths "
-                f"({err})."
+                f"`{field}` could not be read as a rectangular array: its nested lists have different "
+                f"lengths ({err})."
             ) from None
     else:
         raise TypeError(
-            f"`{field}` must be a numpy array, a torch tensor or a (nested) list of numbers, got {describe(value)}."
+            f"`{field}` must be a numpy array, a torch tensor or a (nested) list of numbers, got "
+            f"{describe(value)}."
         )
     if array.dtype == object or array.dtype.kind not in kinds:
         names = {"i": "int", "u": "unsigned int", "f": "float", "b": "bool"}
@@ -117,7 +118,7 @@ def to_numpy(value: Any, field: str, kinds: str = "iuf") -> np.ndarray:
 
 
 def check_finite(array: np.ndarray, field: str, allow_nan: bool = False, hint: str = "") -> None:
-    """Raise `ValueError` if a float array holds Inf (or NaN unless `allow_nan`), naming the first bad index."""
+    """Raise `ValueError` if a float array holds Inf (or NaN unless `allow_nan`), naming the first one."""
     if array.dtype.kind != "f":
         return
     bad = np.isinf(array) if allow_nan else ~np.isfinite(array)
@@ -125,8 +126,8 @@ def check_finite(array: np.ndarray, field: str, allow_nan: bool = False, hint: s
         first = tuple(int(i) for i in np.argwhere(bad)[0])
         what = "Inf" if allow_nan else "NaN/Inf"
         message = (
-            f"`{field}` must hold finite values, got {int(bad.sum())} {what} value(s) "
-            f"(first at index {first}: {array[first]})."
+            f"`{field}` must hold finite values, got {int(bad.sum())} {what} value(s) (first at index "
+            f"{first}: {array[first]})."
         )
         raise ValueError(message + (f" {hint}" if hint else ""))
 

@@ -39,9 +39,10 @@ def test_output_contract(astronaut, camera):
     torch.testing.assert_close(pixel_values[0], pixel_values[2], rtol=0, atol=0)
     torch.testing.assert_close(pixel_values[0], pixel_values[3], rtol=0, atol=0)
     # Gray is repeated over the three channels before per-channel normalisation.
-    gray = pixel_values[1] * torch.tensor(processor.image_std)[:, None, None] + torch.tensor(processor.image_mean)[
-        :, None, None
-    ]
+    gray = (
+        pixel_values[1] * torch.tensor(processor.image_std)[:, None, None]
+        + torch.tensor(processor.image_mean)[:, None, None]
+    )
     torch.testing.assert_close(gray[0], gray[2], rtol=0, atol=1e-5)
 
 
@@ -74,7 +75,9 @@ def test_resize_matches_pil_bicubic(astronaut):
 
 def test_digits_with_small_patches():
     digits = pytest.importorskip("sklearn.datasets").load_digits().images[:5]  # (5, 8, 8) float 0..16
-    processor = MMFMImageProcessor(size=16, patch_size=4, rescale_factor=1 / 16, image_mean=0.5, image_std=0.5)
+    processor = MMFMImageProcessor(
+        size=16, patch_size=4, rescale_factor=1 / 16, image_mean=0.5, image_std=0.5
+    )
     out = processor(list(digits), return_tensors="pt")["pixel_values"]
     assert out.shape == (5, 3, 16, 16)
     # [0, 16] -> [-1, 1], plus the overshoot of bicubic upsampling (not clipped).
@@ -88,25 +91,42 @@ def test_channel_conversion():
     out = MMFMImageProcessor(size=32, do_normalize=False)(rgba, return_tensors="np")["pixel_values"][0]
     np.testing.assert_allclose(out[:, 0, 0], [1.0, 127 / 255, 127 / 255], atol=2e-3)
     gray = np.random.default_rng(0).random((1, 20, 20), dtype=np.float32)
-    single = MMFMImageProcessor(size=16, do_convert_rgb=False, num_channels=1, do_rescale=False, image_mean=[0.5],
-                                image_std=[0.5])
+    single = MMFMImageProcessor(
+        size=16, do_convert_rgb=False, num_channels=1, do_rescale=False, image_mean=[0.5], image_std=[0.5]
+    )
     assert single(gray, return_tensors="pt")["pixel_values"].shape == (1, 1, 16, 16)
     ambiguous = np.ones((3, 20, 3))  # channels-first would win; force channels-last
-    forced = MMFMImageProcessor(size=16, patch_size=2)(ambiguous, input_data_format="channels_last", do_rescale=False)
+    forced = MMFMImageProcessor(size=16, patch_size=2)(
+        ambiguous, input_data_format="channels_last", do_rescale=False
+    )
     assert forced["pixel_values"][0].shape == (3, 16, 16)
 
 
 def test_save_load_round_trip(tmp_path, astronaut):
-    processor = MMFMImageProcessor(size={"height": 96, "width": 64}, patch_size=32, image_mean=[0.5, 0.4, 0.3],
-                                   image_std=[0.2, 0.3, 0.4], resample=PIL.Image.Resampling.BILINEAR)
+    processor = MMFMImageProcessor(
+        size={"height": 96, "width": 64},
+        patch_size=32,
+        image_mean=[0.5, 0.4, 0.3],
+        image_std=[0.2, 0.3, 0.4],
+        resample=PIL.Image.Resampling.BILINEAR,
+    )
     json.dumps(processor.to_dict())
     processor.save_pretrained(tmp_path)
     loaded = MMFMImageProcessor.from_pretrained(tmp_path)
     assert loaded.to_dict() == processor.to_dict()
-    for key in ("size", "patch_size", "image_mean", "image_std", "resample", "do_convert_rgb", "num_channels"):
+    for key in (
+        "size",
+        "patch_size",
+        "image_mean",
+        "image_std",
+        "resample",
+        "do_convert_rgb",
+        "num_channels",
+    ):
         assert getattr(loaded, key) == getattr(processor, key), key
     np.testing.assert_array_equal(
-        loaded(astronaut, return_tensors="np")["pixel_values"], processor(astronaut, return_tensors="np")["pixel_values"]
+        loaded(astronaut, return_tensors="np")["pixel_values"],
+        processor(astronaut, return_tensors="np")["pixel_values"],
     )
 
 
@@ -141,18 +161,41 @@ def _nan_image():
         (np.zeros(32), {}, ValueError, r"images\[0\].*rank"),
         (np.zeros((1, 1, 32, 32, 3)), {}, ValueError, r"images\[0\].*rank"),
         (np.zeros((32, 32, 5)), {}, ValueError, r"images\[0\].*channel axis.*1 or 3 or 4"),
-        (np.zeros((32, 32, 3)), {"do_convert_rgb": False, "num_channels": 1, "image_mean": 0.5, "image_std": 0.5},
-         ValueError, r"images\[0\].*channel axis.*`num_channels`=1"),
-        (np.zeros((32, 32)), {"do_convert_rgb": False}, ValueError, r"images\[0\]. has 1 channel.*expected 3"),
+        (
+            np.zeros((32, 32, 3)),
+            {"do_convert_rgb": False, "num_channels": 1, "image_mean": 0.5, "image_std": 0.5},
+            ValueError,
+            r"images\[0\].*channel axis.*`num_channels`=1",
+        ),
+        (
+            np.zeros((32, 32)),
+            {"do_convert_rgb": False},
+            ValueError,
+            r"images\[0\]. has 1 channel.*expected 3",
+        ),
         (_nan_image(), {}, ValueError, r"images\[0\].*finite.*NaN"),
         (np.full((32, 32, 3), np.inf), {}, ValueError, r"images\[0\].*finite"),
-        ([np.zeros((32, 32, 3)), np.zeros((10, 40, 3))], {}, ValueError, r"images\[1\].*smaller than one patch.*10 x 40"),
-        (np.zeros((32, 32, 3)), {"size": {"height": 200, "width": 224}}, ValueError,
-         r"size\['height'\].*multiple of `patch_size`=16.*200"),
+        (
+            [np.zeros((32, 32, 3)), np.zeros((10, 40, 3))],
+            {},
+            ValueError,
+            r"images\[1\].*smaller than one patch.*10 x 40",
+        ),
+        (
+            np.zeros((32, 32, 3)),
+            {"size": {"height": 200, "width": 224}},
+            ValueError,
+            r"size\['height'\].*multiple of `patch_size`=16.*200",
+        ),
         ([], {}, ValueError, r"`images` is an empty list"),
         ("image.png", {}, TypeError, r"images\[0\].*PIL image, a numpy array or a torch tensor"),
         (np.zeros((32, 32, 3), dtype=bool), {}, TypeError, r"images\[0\].*int/unsigned int/float"),
-        ([np.zeros((32, 32, 3)), np.zeros((48, 32, 3))], {"do_resize": False}, ValueError, r"different sizes"),
+        (
+            [np.zeros((32, 32, 3)), np.zeros((48, 32, 3))],
+            {"do_resize": False},
+            ValueError,
+            r"different sizes",
+        ),
         (np.zeros((40, 40, 3)), {"do_resize": False}, ValueError, r"images\[0\].*multiple of `patch_size`"),
         (np.zeros((32, 32, 3)), {"do_center_crop": True}, ValueError, r"do_center_crop"),
         (np.zeros((32, 32, 3)), {"return_tensors": "tf"}, ValueError, r"return_tensors"),
@@ -171,5 +214,7 @@ def test_invalid_constructor_options():
         MMFMImageProcessor(patch_size=0)
     with pytest.raises(ValueError, match=r"image_mean.*1 or 3 values"):
         MMFMImageProcessor(image_mean=[0.5, 0.5])
+    with pytest.raises(ValueError, match=r"do_convert_rgb=True.*`num_channels`=1.*do_convert_rgb=False"):
+        MMFMImageProcessor(num_channels=1)
     with pytest.raises(ValueError, match=r"resample"):
         MMFMImageProcessor(resample=PIL.Image.Resampling.LANCZOS)

@@ -1,4 +1,6 @@
-"""Command line: `python -m mmfm.data.demo [--root DIR] [--modalities text vision ...] [--max-samples N] [--force]`.
+"""Build the demo corpus from the command line.
+
+    python -m mmfm.data.demo [--root DIR] [--modalities text vision ...] [--max-samples N] [--force]
 
 Builds the missing demo subsets and prints a summary table: rows per split per subset, what was
 found cached, and what was skipped and why.
@@ -10,12 +12,14 @@ import argparse
 import logging
 import sys
 
-from .corpus import DEMO_SUBSETS, DEFAULT_SEED, build_demo_corpus
+from .corpus import DEFAULT_SEED, DEMO_SUBSETS, build_demo_corpus
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m mmfm.data.demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--root", default=None, help="corpus root (default: $MMFM_DEMO_DIR or $MMFM_HOME/demo)")
+    parser.add_argument(
+        "--root", default=None, help="corpus root (default: $MMFM_DEMO_DIR or $MMFM_HOME/demo)"
+    )
     parser.add_argument("--modalities", nargs="+", choices=list(DEMO_SUBSETS), default=None)
     parser.add_argument("--subsets", nargs="+", default=None, help="e.g. digits or vision/digits")
     parser.add_argument("--max-samples", type=int, default=None, help="cap on rows per subset (quick builds)")

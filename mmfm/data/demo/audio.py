@@ -51,7 +51,8 @@ SAMPLING_RATE = 16_000
 ESPEAK_RATE = 22_050
 ESPEAK_INSTALL = "apt-get install espeak-ng"
 ACCENTS = (
-    "en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc", "en-gb-x-gbclan", "en-gb-x-gbcwmd",
+    "en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp",
+    "en-029", "en-us-nyc", "en-gb-x-gbclan", "en-gb-x-gbcwmd",
 )  # fmt: skip
 VARIANTS = tuple(f"m{i}" for i in range(1, 8)) + tuple(f"f{i}" for i in range(1, 6))
 SPEED_RANGE = (120, 200)  # words per minute
@@ -94,8 +95,10 @@ def synthesize(text: str, voice: tuple[str, str, int, int], program: str = "espe
     wav = subprocess.run(command, check=True, capture_output=True).stdout
     with wave.open(io.BytesIO(wav)) as f:
         if f.getframerate() != ESPEAK_RATE or f.getsampwidth() != 2 or f.getnchannels() != 1:
-            raise RuntimeError(f"espeak-ng wrote {f.getframerate()} Hz, {f.getsampwidth() * 8}-bit, "
-                               f"{f.getnchannels()} channel(s); expected {ESPEAK_RATE} Hz 16-bit mono.")
+            raise RuntimeError(
+                f"espeak-ng wrote {f.getframerate()} Hz, {f.getsampwidth() * 8}-bit, "
+                f"{f.getnchannels()} channel(s); expected {ESPEAK_RATE} Hz 16-bit mono."
+            )
         pcm = np.frombuffer(f.readframes(f.getnframes()), dtype="<i2")
     audio = resample_poly(pcm.astype(np.float32) / 32768.0, 160, 441).astype(np.float32)
     voiced = np.flatnonzero(np.abs(audio) > SILENCE_THRESHOLD)
@@ -201,7 +204,8 @@ def build_speech_captions(max_samples: int | None, seed: int) -> BuildResult:
         dataset=make_splits(columns, _audio_features({})),
         source="espeak-ng speech of sentences from gensim's lee_background.cor and of generated shape "
         "captions, seeded voices; 16 kHz",
-        license="generated with espeak-ng (GPL program); sentences from gensim test data (licence not stated)",
+        license="generated with espeak-ng (GPL program); sentences from gensim test data (licence "
+        "not stated)",
         notes=notes,
     )
 

@@ -68,7 +68,8 @@ def _check_name(modality: str, subset: str | None = None) -> None:
         raise ValueError(f"Unknown demo modality {modality!r}; valid modalities: {list(DEMO_SUBSETS)}.")
     if subset is not None and subset not in DEMO_SUBSETS[modality]:
         raise ValueError(
-            f"Unknown {modality} demo subset {subset!r}; valid {modality} subsets: {list(DEMO_SUBSETS[modality])}."
+            f"Unknown {modality} demo subset {subset!r}; "
+            f"valid {modality} subsets: {list(DEMO_SUBSETS[modality])}."
         )
 
 
@@ -233,9 +234,10 @@ def build_demo_corpus(
     finally:
         if bars_were_enabled:
             datasets.enable_progress_bars()
-    report["seconds"] = round(time.perf_counter() - start, 2)
-    manifest["last_build"] = report
-    _write_manifest(root, manifest)
+        # Written even when a builder crashed, so the subsets built before it keep their entries.
+        report["seconds"] = round(time.perf_counter() - start, 2)
+        manifest["last_build"] = report
+        _write_manifest(root, manifest)
     return manifest
 
 
@@ -248,13 +250,15 @@ def _note_cached(manifest: dict[str, Any], key: str, path: Path, max_samples, se
         manifest["subsets"][key] = entry
     elif entry.get("max_samples") != max_samples or entry.get("seed") != seed:
         logger.warning(
-            "%s is cached with max_samples=%s, seed=%s (asked: %s, %s); pass force=True (--force) to rebuild.",
+            "%s is cached with max_samples=%s, seed=%s (asked: %s, %s); force=True (--force) rebuilds it.",
             key, entry.get("max_samples"), entry.get("seed"), max_samples, seed,
         )  # fmt: skip
     manifest["skipped"].pop(key, None)
 
 
-def load_demo_dataset(modality: str, subset: str, root: str | os.PathLike | None = None) -> datasets.DatasetDict:
+def load_demo_dataset(
+    modality: str, subset: str, root: str | os.PathLike | None = None
+) -> datasets.DatasetDict:
     """Load one built subset as a `DatasetDict` (see each modality module for its columns).
 
     Raises:
@@ -269,7 +273,8 @@ def load_demo_dataset(modality: str, subset: str, root: str | os.PathLike | None
         reason = read_manifest(root)["skipped"].get(f"{modality}/{subset}")
         why = f" The last build skipped it: {reason}" if reason else ""
         raise FileNotFoundError(
-            f"Demo subset {modality}/{subset} not found at {path}. Build it with {_build_hint(root, modality)}.{why}"
+            f"Demo subset {modality}/{subset} not found at {path}. "
+            f"Build it with {_build_hint(root, modality)}.{why}"
         )
     return datasets.load_from_disk(str(path))
 

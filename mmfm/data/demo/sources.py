@@ -112,7 +112,7 @@ def stratified_split(labels: Sequence[Any], rng: np.random.Generator, test_fract
     test: list[int] = []
     for value in np.unique(labels):
         idx = rng.permutation(np.flatnonzero(labels == value))
-        n_test = max(1, int(round(len(idx) * test_fraction))) if len(idx) >= 2 else 0
+        n_test = max(1, round(len(idx) * test_fraction)) if len(idx) >= 2 else 0
         test.extend(idx[:n_test].tolist())
     test_idx = np.sort(np.asarray(test, dtype=np.int64))
     train_idx = np.setdiff1d(np.arange(len(labels)), test_idx)
@@ -137,7 +137,9 @@ def list_array(arrays: Sequence[np.ndarray], dtype: str) -> pa.Array:
     if any(r.ndim != ndim for r in rows) or ndim not in (1, 2):
         raise ValueError(f"All rows must be 1-D or all 2-D, got ndims {sorted({r.ndim for r in rows})}.")
     if ndim == 2:
-        inner_offsets = np.concatenate([[0], np.cumsum([r.shape[1] for r in rows for _ in range(r.shape[0])])])
+        inner_offsets = np.concatenate(
+            [[0], np.cumsum([r.shape[1] for r in rows for _ in range(r.shape[0])])]
+        )
         outer_offsets = np.concatenate([[0], np.cumsum([r.shape[0] for r in rows])])
         flat = np.concatenate([r.reshape(-1) for r in rows]) if rows else np.zeros(0, dtype)
         inner = pa.ListArray.from_arrays(pa.array(inner_offsets.astype(np.int32)), pa.array(flat))

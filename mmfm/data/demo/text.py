@@ -209,7 +209,9 @@ def build_newsgroups(max_samples: int | None, seed: int) -> BuildResult:
         raise RuntimeError(f"Unexpected newsgroups in gensim's mini_newsgroup: {names}.")
     # Headers ("Newsgroups: sci.space", "Path: ...") give the label away; keep the body, as
     # sklearn's fetch_20newsgroups(remove=("headers",)) does.
-    texts = [doc.partition("\n\n")[2].strip() for doc in bunch["data"]]
+    # One message repeats its headers inside the body, so "Newsgroups:" lines are dropped everywhere.
+    bodies = [doc.partition("\n\n")[2] for doc in bunch["data"]]
+    texts = ["\n".join(ln for ln in b.splitlines() if "Newsgroups:" not in ln).strip() for b in bodies]
     labels = [int(t) for t in bunch["target"]]
     rng = subset_rng(seed, "text/newsgroups")
     keep = cap_indices(labels, max_samples, rng)

@@ -130,6 +130,7 @@ def build_ucr(max_samples: int | None, seed: int) -> BuildResult:
 
 def _statsmodels_series() -> list[tuple[str, np.ndarray, str]]:
     """(name, values `(L, C)`, frequency) for the long series bundled with statsmodels."""
+
     def load(name):
         # elec_equip is not imported by `statsmodels.datasets`' __init__, so import each submodule.
         module = require_module(f"statsmodels.datasets.{name}", STATSMODELS_INSTALL)
@@ -181,12 +182,17 @@ def build_forecasting(max_samples: int | None, seed: int) -> BuildResult:
         "frequency": [s[2] for s in series],
     }
     features = Features(
-        {"past_values": List(List(Value("float32"))), "dataset": Value("string"), "frequency": Value("string")}
+        {
+            "past_values": List(List(Value("float32"))),
+            "dataset": Value("string"),
+            "frequency": Value("string"),
+        }
     )
     return BuildResult(
         dataset=make_splits(columns, features),
-        source="statsmodels datasets (sunspots, co2, nile, elnino, macrodata, elec_equip, interest_inflation, "
-        "danish_data) and sktime bundled series (airline, lynx, shampoo_sales, pbs, uschange)",
+        source="statsmodels datasets (sunspots, co2, nile, elnino, macrodata, elec_equip, "
+        "interest_inflation, danish_data) and sktime bundled series (airline, lynx, shampoo_sales, pbs, "
+        "uschange)",
         license="statsmodels: module COPYRIGHT says mostly public domain; sktime BSD-3 package",
         notes=notes,
     )

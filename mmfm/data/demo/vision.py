@@ -142,7 +142,9 @@ def build_shapes(max_samples: int | None, seed: int) -> BuildResult:
     n = NUM_SHAPES if max_samples is None else min(NUM_SHAPES, max_samples)
     rows = [render_shapes(rng) for _ in range(n)]
     columns = {"image": [r[0] for r in rows], "label": [r[1] for r in rows], "caption": [r[2] for r in rows]}
-    features = Features({"image": Image(), "label": ClassLabel(names=list(SHAPES)), "caption": Value("string")})
+    features = Features(
+        {"image": Image(), "label": ClassLabel(names=list(SHAPES)), "caption": Value("string")}
+    )
     return BuildResult(
         dataset=labelled_splits(columns, features, "label", rng),
         source=f"{n} images of 1-2 coloured shapes drawn with Pillow (seeded); seeded stratified 80/20 split",
@@ -196,8 +198,10 @@ def build_emoji(max_samples: int | None, seed: int) -> BuildResult:
 
     if not pil_features.check("raqm"):
         # Without libraqm, multi-codepoint emoji (ZWJ sequences, flags) render as separate glyphs.
-        raise SourceUnavailable("Pillow was built without libraqm, needed to shape emoji sequences: "
-                                "install a Pillow wheel from PyPI (it bundles raqm).")
+        raise SourceUnavailable(
+            "Pillow was built without libraqm, needed to shape emoji sequences: "
+            "install a Pillow wheel from PyPI (it bundles raqm)."
+        )
     font = ImageFont.truetype(EMOJI_FONT, EMOJI_FONT_SIZE, layout_engine=ImageFont.Layout.RAQM)
     pairs = emoji_pairs()
     rng = subset_rng(seed, "vision/emoji")
@@ -217,7 +221,8 @@ def build_emoji(max_samples: int | None, seed: int) -> BuildResult:
         dataset=make_splits({"image": images, "caption": captions}, features),
         source="Noto Color Emoji (Debian fonts-noto-color-emoji) rendered with Pillow; CLDR names from the "
         "`emoji` package; base forms, fully qualified, emoji version <= 15",
-        license="Noto Color Emoji: Apache-2.0 / OFL-1.1 (Debian copyright); emoji names: `emoji` package (BSD)",
+        license="Noto Color Emoji: Apache-2.0 / OFL-1.1 (Debian copyright); emoji names: `emoji` "
+        "package (BSD)",
         notes=notes,
     )
 

@@ -1,0 +1,45 @@
+"""Run in a fresh interpreter: load exported folders with `trust_remote_code=True` while `import mmfm`
+is impossible, run the saved inputs, and save the outputs. Usage: python _load_without_mmfm.py WORKDIR NAME..."""
+
+import sys
+
+
+class _BlockMMFM:
+    """A meta-path finder that makes `mmfm` unimportable, as on a machine without it."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "mmfm" or name.startswith("mmfm."):
+            raise ImportError("mmfm is not installed here")
+        return None
+
+
+sys.meta_path.insert(0, _BlockMMFM())
+
+import torch  # noqa: E402
+from transformers import AutoModel  # noqa: E402
+
+try:
+    import mmfm  # noqa: F401
+except ImportError:
+    pass
+else:
+    raise SystemExit("mmfm is importable; the test would prove nothing")
+
+workdir, names = sys.argv[1], sys.argv[2:]
+results = {}
+for name in names:
+    model = AutoModel.from_pretrained(f"{workdir}/{name}", trust_remote_code=True).eval()
+    if type(model).__module__.startswith("mmfm"):
+        raise SystemExit(f"{name} was loaded from mmfm, not from the exported code")
+    inputs = torch.load(f"{workdir}/{name}_inputs.pt")
+    with torch.no_grad():
+        output = model(**inputs)
+    if hasattr(output, "embeddings") and isinstance(output.embeddings, dict):
+        results[name] = {"module": type(model).__module__, "embeddings": output.embeddings}
+    else:
+        results[name] = {
+            "module": type(model).__module__,
+            "pooler_output": output.pooler_output,
+            "last_hidden_state": output.last_hidden_state,
+        }
+torch.save(results, f"{workdir}/remote_outputs.pt")

@@ -1,0 +1,111 @@
+"""Every model and configuration rejects bad input with a ValueError that names the field."""
+
+import pytest
+import torch
+
+from mmfm.models import (
+    MMFMAudioConfig,
+    MMFMConfig,
+    MMFMGraphConfig,
+    MMFMModel,
+    MMFMTextConfig,
+    MMFMTimeSeriesConfig,
+    MMFMVisionConfig,
+)
+from tests.model_inputs import build_model, make_inputs, tiny_config
+
+
+@pytest.fixture(scope="module")
+def models():
+    torch.manual_seed(0)
+    return {name: build_model(name).eval() for name in ("text", "vision", "audio", "graph", "timeseries", "composite")}
+
+
+def _inputs(name, **changes):
+    batch, _ = make_inputs(name, tiny_config(name))
+    batch.update(changes)
+    return batch
+
+
+@pytest.mark.parametrize(
+    ("name", "changes", "match"),
+    [
+        ("text", {"input_ids": torch.zeros(2, 3, 4, dtype=torch.long), "attention_mask": None}, "input_ids.*shape"),
+        ("text", {"input_ids": torch.zeros(2, 0, dtype=torch.long), "attention_mask": None}, "empty text"),
+        ("text", {"input_ids": torch.full((1, 4), 5000), "attention_mask": None}, "vocab_size"),
+        ("text", {"input_ids": torch.ones(1, 200, dtype=torch.long), "attention_mask": None}, "max_position_embeddings"),
+        ("text", {"attention_mask": torch.zeros(3, 9, dtype=torch.long)}, "attention_mask.*no real element"),
+        ("vision", {"pixel_values": torch.zeros(2, 32, 32)}, "pixel_values.*shape"),
+        ("vision", {"pixel_values": torch.zeros(1, 4, 32, 32)}, "channels.*num_channels"),
+        ("vision", {"pixel_values": torch.zeros(1, 3, 4, 32)}, "smaller than one 8x8 patch"),
+        ("vision", {"pixel_values": torch.zeros(1, 3, 36, 32)}, "multiples of patch_size"),
+        ("vision", {"pixel_values": torch.full((1, 3, 32, 32), float("nan"))}, "pixel_values.*NaN"),
+        ("audio", {"input_features": torch.zeros(1, 10, 16), "attention_mask": None}, "num_mel_bins"),
+        ("audio", {"input_features": torch.zeros(1, 0, 32), "attention_mask": None}, "0 frames"),
+        ("audio", {"input_features": torch.zeros(1, 1000, 32), "attention_mask": None}, "max_time_patches"),
+        ("audio", {"input_features": torch.full((3, 23, 32), float("inf"))}, "Inf"),
+        ("graph", {"node_features": torch.zeros(3, 5, 2)}, "node_feature_size"),
+        ("graph", {"edge_index": torch.tensor([[[0], [9]]] * 3)}, "edge_index.*node 9"),
+        ("graph", {"edge_index": torch.tensor([[[0], [4]]] * 3)}, "edge_index.*graph 1"),
+        ("graph", {"edge_index": torch.zeros(3, 3, 2, dtype=torch.long)}, "edge_index.*shape"),
+        ("graph", {"attention_mask": torch.zeros(3, 5, dtype=torch.long)}, "empty inputs"),
+        ("graph", {"node_features": torch.zeros(3, 0, 3), "attention_mask": None, "edge_index": None}, "empty graph"),
+        ("timeseries", {"past_values": torch.zeros(3, 10, 2), "past_observed_mask": None}, "context_length"),
+        ("timeseries", {"past_values": torch.zeros(3, 64), "past_observed_mask": None}, "past_values.*shape"),
+        ("timeseries", {"past_observed_mask": torch.zeros(3, 64, 2)}, "no observed value"),
+        ("timeseries", {"past_values": torch.full((3, 64, 2), float("nan"))}, "NaN"),
+    ],
+)
+def test_encoders_reject_bad_inputs(models, name, changes, match):
+    with pytest.raises(ValueError, match=match):
+        models[name](**_inputs(name, **changes))
+
+
+def test_composite_rejects_unknown_and_missing_modalities(models):
+    batch, _ = make_inputs("composite", tiny_config("composite"))
+    with pytest.raises(ValueError, match="Unknown modality name.*video"):
+        models["composite"](text=batch["text"], video={"pixel_values": torch.zeros(1)})
+    text_only = MMFMModel(MMFMConfig(text_config=tiny_config("text"), projection_dim=8))
+    with pytest.raises(ValueError, match="no vision encoder"):
+        text_only(vision=batch["vision"])
+    with pytest.raises(ValueError, match="at least one"):
+        text_only()
+    with pytest.raises(TypeError, match="mapping of encoder inputs"):
+        text_only(text=batch["text"]["input_ids"])
+    with pytest.raises(ValueError, match="includes no encoder"):
+        MMFMModel(MMFMConfig())
+
+
+@pytest.mark.parametrize(
+    ("config_class", "fields", "match"),
+    [
+        (MMFMTextConfig, {"hidden_size": 30, "num_attention_heads": 4}, "hidden_size \\(30\\).*divisible.*num_attention_heads"),
+        (MMFMTextConfig, {"num_hidden_layers": 0}, "num_hidden_layers must be a positive integer"),
+        (MMFMTextConfig, {"hidden_act": "swishy"}, "hidden_act"),
+        (MMFMTextConfig, {"position_embedding_type": "alibi"}, "position_embedding_type"),
+        (MMFMTextConfig, {"pad_token_id": 9000}, "pad_token_id"),
+        (MMFMTextConfig, {"hidden_dropout_prob": 1.5}, "hidden_dropout_prob"),
+        (MMFMVisionConfig, {"image_size": 30, "patch_size": 16}, "image_size \\(30\\).*multiple of patch_size"),
+        (MMFMAudioConfig, {"num_mel_bins": 100, "patch_frequency_size": 16}, "num_mel_bins \\(100\\)"),
+        (MMFMGraphConfig, {"random_walk_steps": -1}, "random_walk_steps"),
+        (MMFMTimeSeriesConfig, {"context_length": 60, "patch_length": 16, "patch_stride": 8}, "multiple of patch_stride"),
+        (MMFMTimeSeriesConfig, {"patch_length": 1024, "context_length": 512}, "patch_length"),
+        (MMFMTimeSeriesConfig, {"revin_affine": True}, "num_input_channels"),
+        (MMFMConfig, {"projection_dim": 0}, "projection_dim"),
+    ],
+)
+def test_configs_reject_inconsistent_sizes(config_class, fields, match):
+    with pytest.raises(ValueError, match=match):
+        config_class(**fields)
+
+
+def test_unknown_preset_lists_the_available_ones():
+    with pytest.raises(ValueError, match="available presets.*base.*small.*tiny"):
+        MMFMVisionConfig.from_preset("huge")
+
+
+def test_graph_spatial_bias_refuses_flash_attention(models):
+    model = build_model("graph").eval()
+    model.config._attn_implementation = "flash_attention_2"
+    with pytest.raises(ValueError, match="shortest-path attention bias"):
+        model(**_inputs("graph"))
