@@ -38,20 +38,26 @@ def check_finite(name: str, tensor: torch.Tensor) -> None:
         )
 
 
-def check_padding_mask(name: str, mask: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    """Validate a (B, L) padding mask (1 = real, 0 = padding) and return it as bool.
+def resolve_padding_mask(
+    name: str, mask: torch.Tensor | None, shape: tuple[int, ...], device: torch.device, validate: bool
+) -> torch.Tensor:
+    """A (B, L) padding mask (1 = real, 0 = padding) as bool; all real when `mask` is None.
 
-    Raises `ValueError` if the shape is wrong or a sample has no real element (an empty input).
+    Raises `ValueError` if the shape is wrong or, when `validate` (reads values: one device sync), if a
+    sample has no real element (an empty input).
     """
+    if mask is None:
+        return torch.ones(shape, dtype=torch.bool, device=device)
     if tuple(mask.shape) != tuple(shape):
         raise ValueError(f"`{name}` must have shape {tuple(shape)}, got {tuple(mask.shape)}.")
     mask = mask.bool()
-    empty = (~mask.any(dim=-1)).nonzero().flatten().tolist()
-    if empty:
-        raise ValueError(
-            f"`{name}` marks no real element for sample(s) {empty}: empty inputs cannot be encoded. "
-            "Drop empty samples before batching."
-        )
+    if validate:
+        empty = (~mask.any(dim=-1)).nonzero().flatten().tolist()
+        if empty:
+            raise ValueError(
+                f"`{name}` marks no real element for sample(s) {empty}: empty inputs cannot be encoded. "
+                "Drop empty samples before batching."
+            )
     return mask
 
 
@@ -249,6 +255,7 @@ class MMFMTransformer(nn.Module):
 
     def __init__(self, config, is_causal: bool = False):
         super().__init__()
+        self.config = config
         self.layers = nn.ModuleList([MMFMLayer(config, is_causal) for _ in range(config.num_hidden_layers)])
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
@@ -257,16 +264,20 @@ class MMFMTransformer(nn.Module):
         hidden_states: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
-        output_hidden_states: bool = False,
-        output_attentions: bool = False,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None, tuple[torch.Tensor, ...] | None]:
-        """Run the blocks on (B, L, D) embeddings.
+        """Run the blocks on (B, L, D) embeddings; the output flags default to the config's.
 
         Returns:
             The normalised last hidden state (B, L, D); when asked, the input of every block plus the
             normalised output (num_layers + 1 tensors of (B, L, D)); and each block's attention weights
             (B, H, L, L) (eager attention only).
         """
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
+        if output_attentions is None:
+            output_attentions = self.config.output_attentions
         all_hidden = [] if output_hidden_states else None
         all_attentions = [] if output_attentions else None
         for layer in self.layers:
@@ -311,7 +322,7 @@ __all__ = [
     "MMFMTransformer",
     "apply_rotary",
     "check_finite",
-    "check_padding_mask",
+    "resolve_padding_mask",
     "check_rank",
     "eager_attention_forward",
     "masked_mean",

@@ -17,7 +17,7 @@ from .mmfm_layers import (
     MMFMEncoderPreTrainedModel,
     MMFMTransformer,
     check_finite,
-    check_padding_mask,
+    resolve_padding_mask,
     check_rank,
     masked_mean,
 )
@@ -140,11 +140,9 @@ class MMFMAudioModel(MMFMAudioPreTrainedModel):
             )
         if self.config.validate_inputs:
             check_finite("input_features", input_features)
-        if attention_mask is None:
-            return torch.ones(batch, frames, dtype=torch.bool, device=input_features.device)
-        if self.config.validate_inputs:
-            return check_padding_mask("attention_mask", attention_mask, (batch, frames))
-        return attention_mask.bool()
+        return resolve_padding_mask(
+            "attention_mask", attention_mask, (batch, frames), input_features.device, self.config.validate_inputs
+        )
 
     @can_return_tuple
     def forward(
@@ -166,8 +164,8 @@ class MMFMAudioModel(MMFMAudioPreTrainedModel):
         hidden, all_hidden, attentions = self.transformer(
             embeddings,
             mask,
-            output_hidden_states=bool(output_hidden_states or self.config.output_hidden_states),
-            output_attentions=bool(output_attentions or self.config.output_attentions),
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
         )
         if self.config.pooling == "cls":
             pooled = hidden[:, 0]

@@ -20,7 +20,7 @@ from .mmfm_layers import (
     MMFMEncoderPreTrainedModel,
     MMFMTransformer,
     check_finite,
-    check_padding_mask,
+    resolve_padding_mask,
     check_rank,
     masked_mean,
 )
@@ -239,12 +239,7 @@ class MMFMGraphModel(MMFMGraphPreTrainedModel):
         validate = self.config.validate_inputs
         if validate:
             check_finite("node_features", node_features)
-        if attention_mask is None:
-            node_mask = torch.ones(batch, nodes, dtype=torch.bool, device=node_features.device)
-        elif validate:
-            node_mask = check_padding_mask("attention_mask", attention_mask, (batch, nodes))
-        else:
-            node_mask = attention_mask.bool()
+        node_mask = resolve_padding_mask("attention_mask", attention_mask, (batch, nodes), node_features.device, validate)
         if edge_index is not None:
             check_rank("edge_index", edge_index, 3, "(batch_size, 2, num_edges)")
             if edge_index.shape[0] != batch or edge_index.shape[1] != 2:
@@ -315,8 +310,8 @@ class MMFMGraphModel(MMFMGraphPreTrainedModel):
         hidden, all_hidden, attentions = self.transformer(
             embeddings,
             mask,
-            output_hidden_states=bool(output_hidden_states or self.config.output_hidden_states),
-            output_attentions=bool(output_attentions or self.config.output_attentions),
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
         )
         if self.config.pooling == "graph_token":
             pooled = hidden[:, 0]

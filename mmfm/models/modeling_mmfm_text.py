@@ -15,7 +15,7 @@ from .configuration_mmfm_text import MMFMTextConfig
 from .mmfm_layers import (
     MMFMEncoderPreTrainedModel,
     MMFMTransformer,
-    check_padding_mask,
+    resolve_padding_mask,
     check_rank,
     masked_mean,
     rotary_cos_sin,
@@ -105,11 +105,10 @@ class MMFMTextModel(MMFMTextPreTrainedModel):
                     f"`input_ids` must lie in [0, vocab_size={self.config.vocab_size}), got values in "
                     f"[{low}, {high}]. Was the text tokenized with a different tokenizer?"
                 )
-        if attention_mask is None:
-            return torch.ones_like(input_ids)
-        if self.config.validate_inputs:
-            check_padding_mask("attention_mask", attention_mask, (batch, length))
-        return attention_mask.long()
+        mask = resolve_padding_mask(
+            "attention_mask", attention_mask, (batch, length), input_ids.device, self.config.validate_inputs
+        )
+        return mask.long()
 
     @can_return_tuple
     def forward(
@@ -144,8 +143,8 @@ class MMFMTextModel(MMFMTextPreTrainedModel):
             embeddings,
             mask,
             rotary,
-            output_hidden_states=bool(output_hidden_states or self.config.output_hidden_states),
-            output_attentions=bool(output_attentions or self.config.output_attentions),
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
         )
         return MMFMTextModelOutput(
             last_hidden_state=hidden,

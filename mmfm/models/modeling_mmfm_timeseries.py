@@ -180,8 +180,8 @@ class MMFMTimeSeriesModel(MMFMTimeSeriesPreTrainedModel):
         hidden, all_hidden, attentions = self.transformer(
             flat_tokens,
             mask,
-            output_hidden_states=bool(output_hidden_states or self.config.output_hidden_states),
-            output_attentions=bool(output_attentions or self.config.output_attentions),
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
         )
         pooled = masked_mean(hidden, flat_mask).view(batch, channels, dim).mean(dim=1)
         if all_hidden is not None:

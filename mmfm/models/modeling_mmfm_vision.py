@@ -174,8 +174,8 @@ class MMFMVisionModel(MMFMVisionPreTrainedModel):
         hidden, all_hidden, attentions = self.transformer(
             embeddings,
             None,  # every token is real: no padding inside an image
-            output_hidden_states=bool(output_hidden_states or self.config.output_hidden_states),
-            output_attentions=bool(output_attentions or self.config.output_attentions),
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
         )
         pooled = hidden[:, 0] if self.config.pooling == "cls" else hidden[:, 1:].mean(dim=1)
         return MMFMVisionModelOutput(

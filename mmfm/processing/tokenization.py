@@ -97,6 +97,16 @@ def train_tokenizer(
     if n_texts == 0:
         raise ValueError("`texts` is empty: a tokenizer needs at least one training text.")
 
+    if model == "wordpiece":
+        # The WordPiece trainer (Rust hash maps) orders tokens of equal frequency differently from run to
+        # run; renumbering them alphabetically makes the ids depend only on the learned vocabulary. Ties
+        # exactly at the vocabulary cut-off can still change which tokens are kept on a small corpus.
+        specials = list(SPECIAL_TOKENS.values())
+        ordered = specials + sorted(t for t in tokenizer.get_vocab() if t not in specials)
+        tokenizer.model = models.WordPiece(
+            vocab={token: i for i, token in enumerate(ordered)}, unk_token=SPECIAL_TOKENS["unk_token"]
+        )
+
     cls_id = tokenizer.token_to_id(SPECIAL_TOKENS["cls_token"])
     sep_id = tokenizer.token_to_id(SPECIAL_TOKENS["sep_token"])
     tokenizer.post_processor = processors.TemplateProcessing(
