@@ -68,7 +68,9 @@ def check_encoders(device, preset: str) -> dict:
             entry["finite_grads"] = all(g is not None and torch.isfinite(g).all().item() for g in grads)
             plain = {n: p.grad.clone() for n, p in model.named_parameters()}
             model.zero_grad(set_to_none=True)
-            enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+            enable = (
+                getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+            )
             enable()
             model(**batch).pooler_output.float().pow(2).mean().backward()
             entry["checkpointing_max_grad_diff"] = max(
@@ -124,8 +126,11 @@ def time_training(model, make_batch, steps: int, warmup: int, device) -> dict:
 def compare_backbones(device, smoke: bool) -> dict:
     """mmfm vs transformers reference backbones with identical shapes, one process, same settings."""
     steps, warmup = (2, 1) if smoke else (20, 5)
-    size = (dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128)
-            if smoke else dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072))
+    size = (
+        dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128)
+        if smoke
+        else dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)
+    )
     image, patch, images = (32, 8, 4) if smoke else (224, 16, 256)
     seq, vocab, texts = (64, 1000, 4) if smoke else (512, 30522, 32)
     results = {}
@@ -138,12 +143,17 @@ def compare_backbones(device, smoke: bool) -> dict:
         return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}, texts
 
     candidates = {
-        "vision/mmfm": lambda: mmfm.MMFMVisionModel(mmfm.MMFMVisionConfig(image_size=image, patch_size=patch, **size)),
+        "vision/mmfm": lambda: mmfm.MMFMVisionModel(
+            mmfm.MMFMVisionConfig(image_size=image, patch_size=patch, **size)
+        ),
         "vision/hf_vit": lambda: ViTModel(
-            ViTConfig(image_size=image, patch_size=patch, attn_implementation="sdpa", **size), add_pooling_layer=False
+            ViTConfig(image_size=image, patch_size=patch, attn_implementation="sdpa", **size),
+            add_pooling_layer=False,
         ),
         "text/mmfm": lambda: mmfm.MMFMTextModel(
-            mmfm.MMFMTextConfig(vocab_size=vocab, max_position_embeddings=seq, position_embedding_type="learned", **size)
+            mmfm.MMFMTextConfig(
+                vocab_size=vocab, max_position_embeddings=seq, position_embedding_type="learned", **size
+            )
         ),
         "text/hf_bert": lambda: BertModel(
             BertConfig(vocab_size=vocab, max_position_embeddings=seq, attn_implementation="sdpa", **size),

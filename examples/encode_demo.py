@@ -40,7 +40,9 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="small", choices=sorted(mmfm.models.ENCODER_PRESETS))
     parser.add_argument("--samples", type=int, default=3, help="paired samples per modality")
-    parser.add_argument("--output", default="outputs/demo_model", help="where the model and processors are saved")
+    parser.add_argument(
+        "--output", default="outputs/demo_model", help="where the model and processors are saved"
+    )
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args()
 
@@ -53,14 +55,18 @@ def parameter_table() -> None:
         counts = []
         for preset in presets:
             with torch.device("meta"):
-                model = mmfm.ENCODER_CLASSES[modality](config_class.from_preset(preset, **_fixed_fields(modality)))
+                model = mmfm.ENCODER_CLASSES[modality](
+                    config_class.from_preset(preset, **_fixed_fields(modality))
+                )
             counts.append(sum(p.numel() for p in model.parameters()))
         print(f"{modality:<12}" + "".join(f"{c / 1e6:>13.2f}M" for c in counts))
 
 
 def _fixed_fields(modality: str, vocab_size: int = 8000) -> dict:
     """Fields that the demo data fixes whatever the preset."""
-    return {"text": {"vocab_size": vocab_size}, "graph": {"node_feature_size": ATOM_FEATURE_SIZE}}.get(modality, {})
+    return {"text": {"vocab_size": vocab_size}, "graph": {"node_feature_size": ATOM_FEATURE_SIZE}}.get(
+        modality, {}
+    )
 
 
 def load_pairs(count: int) -> dict[str, tuple[list, list[str]]]:
@@ -87,14 +93,19 @@ def modality_inputs(modality: str, rows) -> dict:
     if modality == "vision":
         return {"vision": list(rows["image"])}
     if modality == "audio":
-        return {"audio": [list(a) for a in rows["audio"]], "audio_kwargs": {"sampling_rate": rows[0]["sampling_rate"]}}
+        return {
+            "audio": [list(a) for a in rows["audio"]],
+            "audio_kwargs": {"sampling_rate": rows[0]["sampling_rate"]},
+        }
     if modality == "graph":
         columns = ("num_nodes", "edge_index", "node_features")
         return {"graph": [{c: row[c] for c in columns} for row in rows]}
     return {"timeseries": list(rows["past_values"])}
 
 
-def similarity_table(modality: str, texts: list[str], text_embeddings: torch.Tensor, embeddings: torch.Tensor) -> None:
+def similarity_table(
+    modality: str, texts: list[str], text_embeddings: torch.Tensor, embeddings: torch.Tensor
+) -> None:
     similarities = text_embeddings @ embeddings.T
     labels = [t[:38] for t in texts]
     print(f"\ncosine similarity, text (rows) vs {modality} (columns):")
@@ -131,7 +142,9 @@ def main() -> None:
             embeddings[modality] = (outputs.embeddings["text"], outputs.embeddings[modality])
             shapes = {k: tuple(v.shape) for k, v in batch[modality].items()}
             tokens = tuple(outputs.encoder_outputs[modality].last_hidden_state.shape)
-            print(f"\n[{modality}] {len(texts)} samples from demo/{modality}/{PAIRS[modality][0]} ({seconds:.2f}s)")
+            print(
+                f"\n[{modality}] {len(texts)} samples from demo/{modality}/{PAIRS[modality][0]} ({seconds:.2f}s)"
+            )
             print(f"  inputs: {shapes}")
             print(f"  encoder tokens: {tokens}   embedding: {tuple(outputs.embeddings[modality].shape)}")
             similarity_table(modality, texts, *embeddings[modality])
@@ -145,8 +158,10 @@ def main() -> None:
     with torch.no_grad():
         again = reloaded(**reloaded_processor(text=texts, **modality_inputs("vision", rows)))
     difference = (again.embeddings["vision"] - embeddings["vision"][1]).abs().max().item()
-    print(f"\nSaved to {output}/ and reloaded with AutoModel.from_pretrained: {type(reloaded).__name__}, "
-          f"max embedding difference {difference:.1e}")
+    print(
+        f"\nSaved to {output}/ and reloaded with AutoModel.from_pretrained: {type(reloaded).__name__}, "
+        f"max embedding difference {difference:.1e}"
+    )
 
 
 if __name__ == "__main__":

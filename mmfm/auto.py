@@ -6,7 +6,12 @@ The one place where mmfm tells transformers about its classes; `import mmfm` run
 from transformers import AutoConfig, AutoFeatureExtractor, AutoImageProcessor, AutoModel
 
 from .models import CONFIG_CLASSES, ENCODER_CLASSES, MMFMConfig, MMFMModel
-from .processing import MMFMAudioFeatureExtractor, MMFMGraphProcessor, MMFMImageProcessor, MMFMTimeSeriesProcessor
+from .processing import (
+    MMFMAudioFeatureExtractor,
+    MMFMGraphProcessor,
+    MMFMImageProcessor,
+    MMFMTimeSeriesProcessor,
+)
 
 _registered = False
 

@@ -52,7 +52,9 @@ def _text(config, gen) -> tuple[dict, list[dict]]:
 
 
 def _vision(config, gen) -> tuple[dict, list[dict]]:
-    pixels = torch.randn(3, config.num_channels, config.image_size, config.image_size + config.patch_size, generator=gen)
+    pixels = torch.randn(
+        3, config.num_channels, config.image_size, config.image_size + config.patch_size, generator=gen
+    )
     return {"pixel_values": pixels}, [{"pixel_values": pixels[i : i + 1]} for i in range(3)]
 
 
@@ -94,14 +96,19 @@ def _timeseries(config, gen) -> tuple[dict, list[dict]]:
     batch, length, channels = 3, config.context_length, 2
     steps = torch.arange(length, dtype=torch.float32)
     values = torch.stack(
-        [torch.stack([torch.sin(steps / (3 + i + c)) * (c + 1) + i for c in range(channels)], -1) for i in range(batch)]
+        [
+            torch.stack([torch.sin(steps / (3 + i + c)) * (c + 1) + i for c in range(channels)], -1)
+            for i in range(batch)
+        ]
     )
     values = values + 0.1 * torch.randn(values.shape, generator=gen)
     observed = torch.ones_like(values)
     observed[1, : length // 3] = 0  # left padding of a shorter series
     observed[2, 5:9, 1] = 0  # missing values inside a series
     values = values.masked_fill(observed == 0, 0.0)
-    singles = [{"past_values": values[i : i + 1], "past_observed_mask": observed[i : i + 1]} for i in range(batch)]
+    singles = [
+        {"past_values": values[i : i + 1], "past_observed_mask": observed[i : i + 1]} for i in range(batch)
+    ]
     return {"past_values": values, "past_observed_mask": observed}, singles
 
 
@@ -129,7 +136,9 @@ def primary_output(name: str, output) -> torch.Tensor:
     return output.pooler_output
 
 
-def real_token_states(name: str, batch_output, index: int, single_output) -> tuple[torch.Tensor, torch.Tensor]:
+def real_token_states(
+    name: str, batch_output, index: int, single_output
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The real (non-padding) token states of sample `index` in the batch and alone."""
     if name == "composite":
         pairs = [

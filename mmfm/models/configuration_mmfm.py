@@ -61,10 +61,18 @@ class MMFMConfig(ExportableConfigMixin, PreTrainedConfig):
             if isinstance(value, dict):
                 setattr(self, key, config_class(**{k: v for k, v in value.items() if k != "model_type"}))
             elif value is not None and not isinstance(value, PreTrainedConfig):
-                raise TypeError(f"MMFMConfig.{key} must be a {config_class.__name__}, a dict or None, got {type(value).__name__}.")
+                raise TypeError(
+                    f"MMFMConfig.{key} must be a {config_class.__name__}, a dict or None, got {type(value).__name__}."
+                )
         super().__post_init__(**kwargs)
-        if isinstance(self.projection_dim, bool) or not isinstance(self.projection_dim, int) or self.projection_dim <= 0:
-            raise ValueError(f"MMFMConfig.projection_dim must be a positive integer, got {self.projection_dim!r}.")
+        if (
+            isinstance(self.projection_dim, bool)
+            or not isinstance(self.projection_dim, int)
+            or self.projection_dim <= 0
+        ):
+            raise ValueError(
+                f"MMFMConfig.projection_dim must be a positive integer, got {self.projection_dim!r}."
+            )
 
     @property
     def modalities(self) -> tuple[str, ...]:

@@ -40,7 +40,9 @@ class MMFMAudioConfig(MMFMEncoderConfig):
 
     def check_consistency(self) -> None:
         super().check_consistency()
-        require_positive_int(self, "num_mel_bins", "patch_frequency_size", "patch_time_size", "max_time_patches")
+        require_positive_int(
+            self, "num_mel_bins", "patch_frequency_size", "patch_time_size", "max_time_patches"
+        )
         require_choice(self, "pooling", ("cls", "mean"))
         if self.num_mel_bins % self.patch_frequency_size:
             raise ValueError(

@@ -11,8 +11,18 @@ from transformers.activations import ACT2FN
 # Transformer sizes shared by every modality; modality configs add their own preset fields on top.
 ENCODER_PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64},
-    "small": {"hidden_size": 384, "num_hidden_layers": 12, "num_attention_heads": 6, "intermediate_size": 1536},
-    "base": {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072},
+    "small": {
+        "hidden_size": 384,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 6,
+        "intermediate_size": 1536,
+    },
+    "base": {
+        "hidden_size": 768,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "intermediate_size": 3072,
+    },
 }
 
 
@@ -94,7 +104,9 @@ class MMFMEncoderConfig(ExportableConfigMixin, PreTrainedConfig):
 
     def check_consistency(self) -> None:
         """Raise `ValueError` naming the field when the configuration cannot build a model."""
-        require_positive_int(self, "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
+        require_positive_int(
+            self, "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"
+        )
         if self.hidden_size % self.num_attention_heads != 0:
             raise ValueError(
                 f"{type(self).__name__}.hidden_size ({self.hidden_size}) must be divisible by "

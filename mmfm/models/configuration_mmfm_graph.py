@@ -35,7 +35,9 @@ class MMFMGraphConfig(MMFMEncoderConfig):
         "AutoConfig": "configuration_mmfm_graph.MMFMGraphConfig",
         "AutoModel": "modeling_mmfm_graph.MMFMGraphModel",
     }
-    modality_presets: ClassVar[dict[str, dict[str, Any]]] = {"tiny": {"max_degree": 8, "max_distance": 5, "random_walk_steps": 4}}
+    modality_presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "tiny": {"max_degree": 8, "max_distance": 5, "random_walk_steps": 4}
+    }
 
     node_feature_size: int = 1
     max_degree: int = 32

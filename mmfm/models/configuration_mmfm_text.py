@@ -27,7 +27,9 @@ class MMFMTextConfig(MMFMEncoderConfig):
         "AutoConfig": "configuration_mmfm_text.MMFMTextConfig",
         "AutoModel": "modeling_mmfm_text.MMFMTextModel",
     }
-    modality_presets: ClassVar[dict[str, dict[str, Any]]] = {"tiny": {"vocab_size": 1000, "max_position_embeddings": 128}}
+    modality_presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "tiny": {"vocab_size": 1000, "max_position_embeddings": 128}
+    }
 
     vocab_size: int = 8000
     max_position_embeddings: int = 512

@@ -93,7 +93,9 @@ def sincos_embedding_2d(grid_height: int, grid_width: int, dim: int, device=None
         raise ValueError(f"2-D sine-cosine positions need hidden_size divisible by 4, got {dim}.")
     rows = torch.arange(grid_height, device=device).repeat_interleave(grid_width)
     cols = torch.arange(grid_width, device=device).repeat(grid_height)
-    return torch.cat([sinusoidal_embedding_1d(rows, dim // 2), sinusoidal_embedding_1d(cols, dim // 2)], dim=-1)
+    return torch.cat(
+        [sinusoidal_embedding_1d(rows, dim // 2), sinusoidal_embedding_1d(cols, dim // 2)], dim=-1
+    )
 
 
 def rotary_cos_sin(position_ids: torch.Tensor, head_dim: int, base: float, dtype: torch.dtype):
@@ -102,7 +104,9 @@ def rotary_cos_sin(position_ids: torch.Tensor, head_dim: int, base: float, dtype
     Computed on the fly rather than stored as a buffer, so models built on the meta device by
     `from_pretrained` need no special initialisation. Returns cos, sin of shape (B, L, head_dim).
     """
-    inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, device=position_ids.device, dtype=torch.float32) / head_dim))
+    inv_freq = 1.0 / (
+        base ** (torch.arange(0, head_dim, 2, device=position_ids.device, dtype=torch.float32) / head_dim)
+    )
     freqs = position_ids.to(torch.float32).unsqueeze(-1) * inv_freq
     emb = torch.cat([freqs, freqs], dim=-1)
     return emb.cos().to(dtype), emb.sin().to(dtype)

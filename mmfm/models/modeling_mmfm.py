@@ -112,7 +112,9 @@ class MMFMModel(MMFMPreTrainedModel):
         """Build a composite around already trained encoders (keyword = modality), copying their weights;
         projections and temperature start fresh."""
         cls._check_modality_names(encoders)
-        config = MMFMConfig(projection_dim=projection_dim, **{f"{m}_config": e.config for m, e in encoders.items()})
+        config = MMFMConfig(
+            projection_dim=projection_dim, **{f"{m}_config": e.config for m, e in encoders.items()}
+        )
         model = cls(config)
         for modality, encoder in encoders.items():
             model.encoders[modality].load_state_dict(encoder.state_dict())
@@ -159,7 +161,9 @@ class MMFMModel(MMFMPreTrainedModel):
         self._check_modality_names(kwargs)
         given = {m: x for m, x in zip(MODALITIES, (text, vision, audio, graph, timeseries)) if x is not None}
         if not given:
-            raise ValueError(f"MMFMModel needs inputs for at least one of its modalities {tuple(self.encoders)}.")
+            raise ValueError(
+                f"MMFMModel needs inputs for at least one of its modalities {tuple(self.encoders)}."
+            )
         logit_scale = self.logit_scale.clamp(max=self.config.logit_scale_max).exp()
         embeddings, encoder_outputs = {}, {}
         for modality, inputs in given.items():

@@ -62,10 +62,14 @@ class MMFMAudioEmbeddings(nn.Module):
         self.frequency_position_embeddings = nn.Parameter(
             torch.zeros(1, 1, config.num_frequency_patches, config.hidden_size)
         )
-        self.time_position_embeddings = nn.Parameter(torch.zeros(1, config.max_time_patches, 1, config.hidden_size))
+        self.time_position_embeddings = nn.Parameter(
+            torch.zeros(1, config.max_time_patches, 1, config.hidden_size)
+        )
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, input_features: torch.Tensor, frame_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, input_features: torch.Tensor, frame_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Embed (B, T, F) features whose real frames are marked by (B, T) bool `frame_mask`.
 
         Returns tokens (B, 1 + T_p * F_p, D) and their bool mask (B, 1 + T_p * F_p).
@@ -82,7 +86,9 @@ class MMFMAudioEmbeddings(nn.Module):
         # (B, T, F) -> (B, 1, F, T) -> (B, D, F_p, T_p) -> (B, T_p, F_p, D)
         patches = self.patch_embedding(features.transpose(1, 2).unsqueeze(1)).permute(0, 3, 2, 1)
         time_patches = patches.shape[1]
-        patches = patches + self.frequency_position_embeddings + self.time_position_embeddings[:, :time_patches]
+        patches = (
+            patches + self.frequency_position_embeddings + self.time_position_embeddings[:, :time_patches]
+        )
         tokens = patches.reshape(batch, -1, patches.shape[-1])
         patch_mask = frame_mask.view(batch, time_patches, patch_time).any(dim=-1)  # (B, T_p)
         token_mask = patch_mask.repeat_interleave(self.config.num_frequency_patches, dim=1)
@@ -121,7 +127,9 @@ class MMFMAudioModel(MMFMAudioPreTrainedModel):
     def get_input_embeddings(self) -> nn.Module:
         return self.embeddings.patch_embedding
 
-    def _check_inputs(self, input_features: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    def _check_inputs(
+        self, input_features: torch.Tensor, attention_mask: torch.Tensor | None
+    ) -> torch.Tensor:
         check_rank("input_features", input_features, 3, "(batch_size, num_frames, num_mel_bins)")
         batch, frames, bins = input_features.shape
         if bins != self.config.num_mel_bins:
@@ -141,7 +149,11 @@ class MMFMAudioModel(MMFMAudioPreTrainedModel):
         if self.config.validate_inputs:
             check_finite("input_features", input_features)
         return resolve_padding_mask(
-            "attention_mask", attention_mask, (batch, frames), input_features.device, self.config.validate_inputs
+            "attention_mask",
+            attention_mask,
+            (batch, frames),
+            input_features.device,
+            self.config.validate_inputs,
         )
 
     @can_return_tuple

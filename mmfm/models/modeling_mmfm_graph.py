@@ -60,7 +60,8 @@ def dense_adjacency(edge_index: torch.Tensor, num_nodes: int) -> torch.Tensor:
     valid = (source >= 0) & (target >= 0)
     graph = torch.arange(batch, device=edge_index.device).unsqueeze(1).expand(batch, num_edges)
     adjacency.index_put_(
-        (graph[valid], target[valid], source[valid]), torch.ones_like(source[valid], dtype=adjacency.dtype),
+        (graph[valid], target[valid], source[valid]),
+        torch.ones_like(source[valid], dtype=adjacency.dtype),
         accumulate=True,
     )
     return adjacency
@@ -86,7 +87,9 @@ def shortest_path_buckets(neighbours: torch.Tensor, max_distance: int) -> torch.
     `max_distance` or more and unreachable pairs are all `max_distance`."""
     batch, num_nodes, _ = neighbours.shape
     reached = torch.eye(num_nodes, dtype=torch.bool, device=neighbours.device).expand(batch, -1, -1)
-    distance = torch.full((batch, num_nodes, num_nodes), max_distance, dtype=torch.long, device=neighbours.device)
+    distance = torch.full(
+        (batch, num_nodes, num_nodes), max_distance, dtype=torch.long, device=neighbours.device
+    )
     distance = distance.masked_fill(reached, 0)
     for hops in range(1, max_distance):
         expanded = reached | ((reached.float() @ neighbours) > 0)
@@ -127,7 +130,9 @@ class MMFMMessagePassingLayer(nn.Module):
         self.conv = MMFMGINConv(config)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, node_states: torch.Tensor, adjacency: torch.Tensor, node_mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, node_states: torch.Tensor, adjacency: torch.Tensor, node_mask: torch.Tensor
+    ) -> torch.Tensor:
         update = self.conv(self.norm(node_states) * node_mask.unsqueeze(-1), adjacency)
         return node_states + self.dropout(update) * node_mask.unsqueeze(-1)
 
@@ -150,7 +155,9 @@ class MMFMGraphEmbeddings(nn.Module):
         self.graph_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, node_features: torch.Tensor, adjacency: torch.Tensor, node_mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, node_features: torch.Tensor, adjacency: torch.Tensor, node_mask: torch.Tensor
+    ) -> torch.Tensor:
         """(B, N, F) features, (B, N, N) edge counts, (B, N) bool mask -> (B, 1 + N, D) tokens."""
         max_degree = self.config.max_degree
         in_degree = adjacency.sum(-1).long().clamp(max=max_degree)
@@ -225,7 +232,10 @@ class MMFMGraphModel(MMFMGraphPreTrainedModel):
         return self.embeddings.node_projection
 
     def _check_inputs(
-        self, node_features: torch.Tensor, edge_index: torch.Tensor | None, attention_mask: torch.Tensor | None
+        self,
+        node_features: torch.Tensor,
+        edge_index: torch.Tensor | None,
+        attention_mask: torch.Tensor | None,
     ) -> torch.Tensor:
         check_rank("node_features", node_features, 3, "(batch_size, num_nodes, node_feature_size)")
         batch, nodes, features = node_features.shape
@@ -239,7 +249,9 @@ class MMFMGraphModel(MMFMGraphPreTrainedModel):
         validate = self.config.validate_inputs
         if validate:
             check_finite("node_features", node_features)
-        node_mask = resolve_padding_mask("attention_mask", attention_mask, (batch, nodes), node_features.device, validate)
+        node_mask = resolve_padding_mask(
+            "attention_mask", attention_mask, (batch, nodes), node_features.device, validate
+        )
         if edge_index is not None:
             check_rank("edge_index", edge_index, 3, "(batch_size, 2, num_edges)")
             if edge_index.shape[0] != batch or edge_index.shape[1] != 2:
@@ -256,7 +268,9 @@ class MMFMGraphModel(MMFMGraphPreTrainedModel):
     def _check_edge_range(edge_index: torch.Tensor, node_mask: torch.Tensor) -> None:
         padding = edge_index < 0
         if bool((padding[:, 0] != padding[:, 1]).any()) or bool((edge_index < -1).any()):
-            raise ValueError("`edge_index` pads missing edges with -1 in both rows; found a half-padded or < -1 entry.")
+            raise ValueError(
+                "`edge_index` pads missing edges with -1 in both rows; found a half-padded or < -1 entry."
+            )
         nodes = node_mask.shape[1]
         beyond = (edge_index >= nodes) & ~padding
         if bool(beyond.any()):
@@ -264,7 +278,9 @@ class MMFMGraphModel(MMFMGraphPreTrainedModel):
                 f"`edge_index` refers to node {int(edge_index.max())} but the batch has {nodes} node slots "
                 "(indices are local to each graph, 0-based)."
             )
-        batch_index = torch.arange(edge_index.shape[0], device=edge_index.device)[:, None, None].expand_as(edge_index)
+        batch_index = torch.arange(edge_index.shape[0], device=edge_index.device)[:, None, None].expand_as(
+            edge_index
+        )
         points_at_padding = ~node_mask[batch_index, edge_index.clamp(min=0)] & ~padding
         if bool(points_at_padding.any()):
             graph, _, edge = points_at_padding.nonzero()[0].tolist()

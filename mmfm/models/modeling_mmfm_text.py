@@ -46,7 +46,9 @@ class MMFMTextEmbeddings(nn.Module):
 
     def __init__(self, config: MMFMTextConfig):
         super().__init__()
-        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.word_embeddings = nn.Embedding(
+            config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id
+        )
         self.position_embeddings = (
             nn.Embedding(config.max_position_embeddings, config.hidden_size)
             if config.position_embedding_type == "learned"
@@ -133,7 +135,9 @@ class MMFMTextModel(MMFMTextPreTrainedModel):
         embeddings = self.embeddings(input_ids, position_ids)
         rotary = None
         if self.config.position_embedding_type == "rotary":
-            rotary = rotary_cos_sin(position_ids, self.config.head_dim, self.config.rotary_base, embeddings.dtype)
+            rotary = rotary_cos_sin(
+                position_ids, self.config.head_dim, self.config.rotary_base, embeddings.dtype
+            )
 
         if self.config.is_causal:
             mask = create_causal_mask(self.config, embeddings, attention_mask, None, position_ids)

@@ -52,7 +52,9 @@ class MMFMInstanceNorm(nn.Module):
             self.affine_weight = nn.Parameter(torch.ones(config.num_input_channels))
             self.affine_bias = nn.Parameter(torch.zeros(config.num_input_channels))
 
-    def forward(self, values: torch.Tensor, observed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, values: torch.Tensor, observed: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(B, L, C) values and (B, L, C) 0/1 `observed` -> normalised values (missing set to 0),
         loc (B, 1, C) and scale (B, 1, C)."""
         count = observed.sum(dim=1, keepdim=True).clamp(min=1.0)
@@ -62,7 +64,9 @@ class MMFMInstanceNorm(nn.Module):
             scale = torch.sqrt(variance + self.config.minimum_scale)
         elif self.config.scaling == "mean":
             loc = torch.zeros_like(count)
-            scale = ((values.abs() * observed).sum(dim=1, keepdim=True) / count).clamp(min=self.config.minimum_scale)
+            scale = ((values.abs() * observed).sum(dim=1, keepdim=True) / count).clamp(
+                min=self.config.minimum_scale
+            )
         else:
             loc, scale = torch.zeros_like(count), torch.ones_like(count)
         normalised = (values - loc) / scale
@@ -122,7 +126,9 @@ class MMFMTimeSeriesModel(MMFMTimeSeriesPreTrainedModel):
     def get_input_embeddings(self) -> nn.Module:
         return self.embeddings.patch_embedding
 
-    def _check_inputs(self, past_values: torch.Tensor, past_observed_mask: torch.Tensor | None) -> torch.Tensor:
+    def _check_inputs(
+        self, past_values: torch.Tensor, past_observed_mask: torch.Tensor | None
+    ) -> torch.Tensor:
         check_rank("past_values", past_values, 3, "(batch_size, context_length, num_channels)")
         _, length, channels = past_values.shape
         if length != self.config.context_length:
@@ -134,7 +140,9 @@ class MMFMTimeSeriesModel(MMFMTimeSeriesPreTrainedModel):
             raise ValueError("`past_values` has 0 channels: an empty series cannot be encoded.")
         expected = self.config.num_input_channels
         if expected is not None and channels != expected:
-            raise ValueError(f"`past_values` has {channels} channels, the model expects num_input_channels={expected}.")
+            raise ValueError(
+                f"`past_values` has {channels} channels, the model expects num_input_channels={expected}."
+            )
         if past_observed_mask is None:
             observed = torch.ones_like(past_values)
         else:

@@ -13,7 +13,13 @@ from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 
 from .configuration_mmfm_vision import MMFMVisionConfig
-from .mmfm_layers import MMFMEncoderPreTrainedModel, MMFMTransformer, check_finite, check_rank, sincos_embedding_2d
+from .mmfm_layers import (
+    MMFMEncoderPreTrainedModel,
+    MMFMTransformer,
+    check_finite,
+    check_rank,
+    sincos_embedding_2d,
+)
 
 
 @dataclass
@@ -64,10 +70,14 @@ class MMFMVisionEmbeddings(nn.Module):
             return table.to(dtype)
         # Bicubic interpolation of the learned grid, as timm / transformers' ViT do for other sizes.
         grid = table.reshape(1, side, side, -1).permute(0, 3, 1, 2).float()
-        grid = nn.functional.interpolate(grid, size=(grid_height, grid_width), mode="bicubic", align_corners=False)
+        grid = nn.functional.interpolate(
+            grid, size=(grid_height, grid_width), mode="bicubic", align_corners=False
+        )
         return grid.permute(0, 2, 3, 1).reshape(1, grid_height * grid_width, -1).to(dtype)
 
-    def forward(self, pixel_values: torch.Tensor, visible_indices: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, pixel_values: torch.Tensor, visible_indices: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """(B, C, H, W) pixels -> (B, 1 + L, D) tokens; L = all patches or `visible_indices.shape[1]`."""
         patches = self.patch_embedding(pixel_values.to(self.patch_embedding.weight.dtype))
         batch, dim, grid_height, grid_width = patches.shape
@@ -112,7 +122,9 @@ class MMFMVisionModel(MMFMVisionPreTrainedModel):
 
     def grid_size(self, pixel_values: torch.Tensor) -> tuple[int, int]:
         """Patch grid (rows, columns) of a (B, C, H, W) batch."""
-        return pixel_values.shape[-2] // self.config.patch_size, pixel_values.shape[-1] // self.config.patch_size
+        return pixel_values.shape[-2] // self.config.patch_size, pixel_values.shape[
+            -1
+        ] // self.config.patch_size
 
     def _check_inputs(self, pixel_values: torch.Tensor, visible_indices: torch.Tensor | None) -> None:
         check_rank("pixel_values", pixel_values, 4, "(batch_size, num_channels, height, width)")

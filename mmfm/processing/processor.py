@@ -60,7 +60,9 @@ class MMFMProcessor:
                 continue
             expected = PreTrainedTokenizerBase if modality == "text" else PROCESSOR_CLASSES[modality]
             if not isinstance(processor, expected):
-                raise TypeError(f"`{modality}` must be a {expected.__name__}, got {type(processor).__name__}.")
+                raise TypeError(
+                    f"`{modality}` must be a {expected.__name__}, got {type(processor).__name__}."
+                )
             self.processors[modality] = processor
         if not self.processors:
             raise ValueError(f"MMFMProcessor needs a processor for at least one modality of {MODALITIES}.")
@@ -100,9 +102,13 @@ class MMFMProcessor:
         `text_kwargs={"truncation": True, "max_length": 128}`).
         """
         if unknown:
-            raise ValueError(f"Unknown modality or argument(s) {sorted(unknown)}; modalities are {MODALITIES}.")
+            raise ValueError(
+                f"Unknown modality or argument(s) {sorted(unknown)}; modalities are {MODALITIES}."
+            )
         inputs = dict(zip(MODALITIES, (text, vision, audio, graph, timeseries)))
-        options = dict(zip(MODALITIES, (text_kwargs, vision_kwargs, audio_kwargs, graph_kwargs, timeseries_kwargs)))
+        options = dict(
+            zip(MODALITIES, (text_kwargs, vision_kwargs, audio_kwargs, graph_kwargs, timeseries_kwargs))
+        )
         batch = {}
         for modality, data in inputs.items():
             if data is None:
@@ -114,7 +120,9 @@ class MMFMProcessor:
             else:
                 batch[modality] = processor(data, **kwargs)
         if not batch:
-            raise ValueError(f"Pass inputs for at least one of this processor's modalities {self.modalities}.")
+            raise ValueError(
+                f"Pass inputs for at least one of this processor's modalities {self.modalities}."
+            )
         return batch
 
     @staticmethod
@@ -128,7 +136,9 @@ class MMFMProcessor:
             raise ValueError("`text` is an empty list; pass at least one string.")
         empty = [i for i, t in enumerate(texts) if not t.strip()]
         if empty:
-            raise ValueError(f"`text` items {empty} are empty or whitespace only; empty text cannot be encoded.")
+            raise ValueError(
+                f"`text` items {empty} are empty or whitespace only; empty text cannot be encoded."
+            )
         kwargs = {"padding": True, **kwargs}
         encoded = tokenizer(list(texts), **kwargs)
         limit = kwargs.get("max_length") or tokenizer.model_max_length
@@ -155,7 +165,9 @@ class MMFMProcessor:
             written.extend(str(p) for p in (result or []))
             locations[modality] = location
         index = {
-            "modalities": {m: {"class": type(p).__name__, "subfolder": locations[m]} for m, p in self.processors.items()}
+            "modalities": {
+                m: {"class": type(p).__name__, "subfolder": locations[m]} for m, p in self.processors.items()
+            }
         }
         index_path = folder / PROCESSOR_INDEX_NAME
         index_path.write_text(json.dumps(index, indent=2) + "\n")
@@ -165,7 +177,7 @@ class MMFMProcessor:
     @classmethod
     def from_model_config(
         cls, config: PreTrainedConfig, tokenizer: PreTrainedTokenizerBase | None = None
-    ) -> "MMFMProcessor":
+    ) -> MMFMProcessor:
         """Processors whose settings match a model configuration (an `MMFMConfig` or one encoder's config):
         image size and patch, mel bins and longest clip, node features, context length."""
         if isinstance(config, MMFMConfig):
@@ -179,7 +191,9 @@ class MMFMProcessor:
         for modality, sub in configs.items():
             if modality == "text":
                 if tokenizer is None:
-                    raise ValueError("The configuration includes text: pass `tokenizer` (e.g. load_demo_tokenizer()).")
+                    raise ValueError(
+                        "The configuration includes text: pass `tokenizer` (e.g. load_demo_tokenizer())."
+                    )
                 if len(tokenizer) > sub.vocab_size:
                     raise ValueError(
                         f"The tokenizer has {len(tokenizer)} tokens but the text config's vocab_size is {sub.vocab_size}."
@@ -194,7 +208,9 @@ class MMFMProcessor:
                     do_convert_rgb=sub.num_channels == 3,
                 )
             elif modality == "audio":
-                processors["audio"] = MMFMAudioFeatureExtractor(num_mel_bins=sub.num_mel_bins, max_length=sub.max_frames)
+                processors["audio"] = MMFMAudioFeatureExtractor(
+                    num_mel_bins=sub.num_mel_bins, max_length=sub.max_frames
+                )
             elif modality == "graph":
                 processors["graph"] = MMFMGraphProcessor(node_feature_size=sub.node_feature_size)
             else:
@@ -204,7 +220,7 @@ class MMFMProcessor:
         return cls(**processors)
 
     @classmethod
-    def from_pretrained(cls, folder: str | os.PathLike, **kwargs: Any) -> "MMFMProcessor":
+    def from_pretrained(cls, folder: str | os.PathLike, **kwargs: Any) -> MMFMProcessor:
         """Load the processors saved in `folder` (an index from `save_pretrained`, or a plain folder holding
         a tokenizer and/or one `preprocessor_config.json`)."""
         folder = Path(folder)
@@ -246,7 +262,9 @@ def _infer_locations(folder: Path) -> dict[str, str]:
             )
         locations[by_name[class_name]] = ""
     if not locations:
-        raise FileNotFoundError(f"{folder} holds no tokenizer, {PREPROCESSOR_CONFIG_NAME} or {PROCESSOR_INDEX_NAME}.")
+        raise FileNotFoundError(
+            f"{folder} holds no tokenizer, {PREPROCESSOR_CONFIG_NAME} or {PROCESSOR_INDEX_NAME}."
+        )
     return locations
 
 

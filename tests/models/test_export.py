@@ -34,7 +34,11 @@ def test_exported_models_load_without_mmfm(tmp_path):
     env = {**os.environ, "HF_HOME": str(tmp_path / "hf_home"), "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
     # Run from tmp_path so the repository checkout is not on sys.path either.
     subprocess.run(
-        [sys.executable, str(SCRIPT), str(tmp_path), *ALL_MODELS], cwd=tmp_path, env=env, check=True, timeout=300
+        [sys.executable, str(SCRIPT), str(tmp_path), *ALL_MODELS],
+        cwd=tmp_path,
+        env=env,
+        check=True,
+        timeout=300,
     )
     remote = torch.load(tmp_path / "remote_outputs.pt")
     for name in ALL_MODELS:
@@ -45,7 +49,9 @@ def test_exported_models_load_without_mmfm(tmp_path):
                     remote[name]["embeddings"][modality], expected[name].embeddings[modality], rtol=0, atol=0
                 )
         else:
-            torch.testing.assert_close(remote[name]["pooler_output"], expected[name].pooler_output, rtol=0, atol=0)
+            torch.testing.assert_close(
+                remote[name]["pooler_output"], expected[name].pooler_output, rtol=0, atol=0
+            )
             torch.testing.assert_close(
                 remote[name]["last_hidden_state"], expected[name].last_hidden_state, rtol=0, atol=0
             )

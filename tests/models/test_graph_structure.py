@@ -15,7 +15,9 @@ def _pyg_gin_from(conv: MMFMGINConv) -> GINConv:
     """torch_geometric's GINConv holding the same MLP weights and epsilon as `conv`."""
     mlp = conv.mlp
     reference_mlp = torch.nn.Sequential(
-        torch.nn.Linear(*mlp.fc1.weight.shape[::-1]), torch.nn.GELU(), torch.nn.Linear(*mlp.fc2.weight.shape[::-1])
+        torch.nn.Linear(*mlp.fc1.weight.shape[::-1]),
+        torch.nn.GELU(),
+        torch.nn.Linear(*mlp.fc2.weight.shape[::-1]),
     )
     reference = GINConv(reference_mlp, eps=0.0, train_eps=True)
     # GINConv re-initialises its MLP on construction, so the weights are copied afterwards.
@@ -29,7 +31,9 @@ def _pyg_gin_from(conv: MMFMGINConv) -> GINConv:
 @pytest.mark.parametrize("eps", [0.0, 0.3])
 def test_gin_conv_matches_torch_geometric(eps):
     torch.manual_seed(0)
-    config = MMFMGraphConfig(hidden_size=8, num_attention_heads=2, intermediate_size=16, gin_eps=eps, gin_train_eps=True)
+    config = MMFMGraphConfig(
+        hidden_size=8, num_attention_heads=2, intermediate_size=16, gin_eps=eps, gin_train_eps=True
+    )
     conv = MMFMGINConv(config)
     reference = _pyg_gin_from(conv)
 

@@ -18,7 +18,10 @@ from tests.model_inputs import build_model, make_inputs, tiny_config
 @pytest.fixture(scope="module")
 def models():
     torch.manual_seed(0)
-    return {name: build_model(name).eval() for name in ("text", "vision", "audio", "graph", "timeseries", "composite")}
+    return {
+        name: build_model(name).eval()
+        for name in ("text", "vision", "audio", "graph", "timeseries", "composite")
+    }
 
 
 def _inputs(name, **changes):
@@ -30,10 +33,18 @@ def _inputs(name, **changes):
 @pytest.mark.parametrize(
     ("name", "changes", "match"),
     [
-        ("text", {"input_ids": torch.zeros(2, 3, 4, dtype=torch.long), "attention_mask": None}, "input_ids.*shape"),
+        (
+            "text",
+            {"input_ids": torch.zeros(2, 3, 4, dtype=torch.long), "attention_mask": None},
+            "input_ids.*shape",
+        ),
         ("text", {"input_ids": torch.zeros(2, 0, dtype=torch.long), "attention_mask": None}, "empty text"),
         ("text", {"input_ids": torch.full((1, 4), 5000), "attention_mask": None}, "vocab_size"),
-        ("text", {"input_ids": torch.ones(1, 200, dtype=torch.long), "attention_mask": None}, "max_position_embeddings"),
+        (
+            "text",
+            {"input_ids": torch.ones(1, 200, dtype=torch.long), "attention_mask": None},
+            "max_position_embeddings",
+        ),
         ("text", {"attention_mask": torch.zeros(3, 9, dtype=torch.long)}, "attention_mask.*no real element"),
         ("vision", {"pixel_values": torch.zeros(2, 32, 32)}, "pixel_values.*shape"),
         ("vision", {"pixel_values": torch.zeros(1, 4, 32, 32)}, "channels.*num_channels"),
@@ -49,7 +60,11 @@ def _inputs(name, **changes):
         ("graph", {"edge_index": torch.tensor([[[0], [4]]] * 3)}, "edge_index.*graph 1"),
         ("graph", {"edge_index": torch.zeros(3, 3, 2, dtype=torch.long)}, "edge_index.*shape"),
         ("graph", {"attention_mask": torch.zeros(3, 5, dtype=torch.long)}, "empty inputs"),
-        ("graph", {"node_features": torch.zeros(3, 0, 3), "attention_mask": None, "edge_index": None}, "empty graph"),
+        (
+            "graph",
+            {"node_features": torch.zeros(3, 0, 3), "attention_mask": None, "edge_index": None},
+            "empty graph",
+        ),
         ("timeseries", {"past_values": torch.zeros(3, 10, 2), "past_observed_mask": None}, "context_length"),
         ("timeseries", {"past_values": torch.zeros(3, 64), "past_observed_mask": None}, "past_values.*shape"),
         ("timeseries", {"past_observed_mask": torch.zeros(3, 64, 2)}, "no observed value"),
@@ -79,16 +94,28 @@ def test_composite_rejects_unknown_and_missing_modalities(models):
 @pytest.mark.parametrize(
     ("config_class", "fields", "match"),
     [
-        (MMFMTextConfig, {"hidden_size": 30, "num_attention_heads": 4}, "hidden_size \\(30\\).*divisible.*num_attention_heads"),
+        (
+            MMFMTextConfig,
+            {"hidden_size": 30, "num_attention_heads": 4},
+            "hidden_size \\(30\\).*divisible.*num_attention_heads",
+        ),
         (MMFMTextConfig, {"num_hidden_layers": 0}, "num_hidden_layers must be a positive integer"),
         (MMFMTextConfig, {"hidden_act": "swishy"}, "hidden_act"),
         (MMFMTextConfig, {"position_embedding_type": "alibi"}, "position_embedding_type"),
         (MMFMTextConfig, {"pad_token_id": 9000}, "pad_token_id"),
         (MMFMTextConfig, {"hidden_dropout_prob": 1.5}, "hidden_dropout_prob"),
-        (MMFMVisionConfig, {"image_size": 30, "patch_size": 16}, "image_size \\(30\\).*multiple of patch_size"),
+        (
+            MMFMVisionConfig,
+            {"image_size": 30, "patch_size": 16},
+            "image_size \\(30\\).*multiple of patch_size",
+        ),
         (MMFMAudioConfig, {"num_mel_bins": 100, "patch_frequency_size": 16}, "num_mel_bins \\(100\\)"),
         (MMFMGraphConfig, {"random_walk_steps": -1}, "random_walk_steps"),
-        (MMFMTimeSeriesConfig, {"context_length": 60, "patch_length": 16, "patch_stride": 8}, "multiple of patch_stride"),
+        (
+            MMFMTimeSeriesConfig,
+            {"context_length": 60, "patch_length": 16, "patch_stride": 8},
+            "multiple of patch_stride",
+        ),
         (MMFMTimeSeriesConfig, {"patch_length": 1024, "context_length": 512}, "patch_length"),
         (MMFMTimeSeriesConfig, {"revin_affine": True}, "num_input_channels"),
         (MMFMConfig, {"projection_dim": 0}, "projection_dim"),

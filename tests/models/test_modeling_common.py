@@ -5,7 +5,14 @@ import copy
 import pytest
 import torch
 
-from tests.model_inputs import ALL_MODELS, build_model, make_inputs, primary_output, real_token_states, tiny_config
+from tests.model_inputs import (
+    ALL_MODELS,
+    build_model,
+    make_inputs,
+    primary_output,
+    real_token_states,
+    tiny_config,
+)
 
 ATOL = 2e-5
 
@@ -21,7 +28,9 @@ def _fresh(name: str, seed: int = 0, **overrides):
 def _loss(name: str, output) -> torch.Tensor:
     """A scalar touching every output the parameters can influence."""
     if name == "composite":
-        return sum(e.pow(3).sum() for e in output.embeddings.values()) + sum(l.sum() for l in output.logits.values())
+        return sum(e.pow(3).sum() for e in output.embeddings.values()) + sum(
+            l.sum() for l in output.logits.values()
+        )
     return output.last_hidden_state.pow(2).mean() + output.pooler_output.pow(3).sum()
 
 

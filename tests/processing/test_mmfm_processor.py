@@ -37,8 +37,14 @@ def _raw_inputs():
     t = np.arange(16000) / 16000
     return {
         "text": ["a red circle", "a blue square on the left"],
-        "vision": [rng.integers(0, 255, (40, 30, 3), dtype=np.uint8), rng.integers(0, 255, (16, 16), dtype=np.uint8)],
-        "audio": [np.sin(2 * np.pi * 440 * t).astype(np.float32), np.sin(2 * np.pi * 880 * t[:8000]).astype(np.float32)],
+        "vision": [
+            rng.integers(0, 255, (40, 30, 3), dtype=np.uint8),
+            rng.integers(0, 255, (16, 16), dtype=np.uint8),
+        ],
+        "audio": [
+            np.sin(2 * np.pi * 440 * t).astype(np.float32),
+            np.sin(2 * np.pi * 880 * t[:8000]).astype(np.float32),
+        ],
         "graph": [nx.cycle_graph(5), {"num_nodes": 2, "edge_index": [[0], [1]]}],
         "timeseries": [rng.normal(size=(50, 2)), rng.normal(size=(64, 2))],
     }

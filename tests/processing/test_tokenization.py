@@ -15,11 +15,17 @@ def test_trained_tokenizer_round_trips_through_auto_tokenizer(model, tmp_path):
     assert len(tokenizer) == 1500
     assert tokenizer.convert_ids_to_tokens(list(range(5))) == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     encoded = tokenizer("The for statement iterates over a sequence.")
-    assert encoded["input_ids"][0] == tokenizer.cls_token_id and encoded["input_ids"][-1] == tokenizer.sep_token_id
+    assert (
+        encoded["input_ids"][0] == tokenizer.cls_token_id
+        and encoded["input_ids"][-1] == tokenizer.sep_token_id
+    )
     assert "statement" in tokenizer.decode(encoded["input_ids"]).lower()
     tokenizer.save_pretrained(tmp_path)
     reloaded = AutoTokenizer.from_pretrained(tmp_path)
-    assert reloaded("The for statement iterates.")["input_ids"] == tokenizer("The for statement iterates.")["input_ids"]
+    assert (
+        reloaded("The for statement iterates.")["input_ids"]
+        == tokenizer("The for statement iterates.")["input_ids"]
+    )
     assert reloaded.mask_token == "[MASK]" and reloaded.pad_token_id == 0
 
 
