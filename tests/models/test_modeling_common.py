@@ -28,9 +28,8 @@ def _fresh(name: str, seed: int = 0, **overrides):
 def _loss(name: str, output) -> torch.Tensor:
     """A scalar touching every output the parameters can influence."""
     if name == "composite":
-        return sum(e.pow(3).sum() for e in output.embeddings.values()) + sum(
-            l.sum() for l in output.logits.values()
-        )
+        embeddings = sum(e.pow(3).sum() for e in output.embeddings.values())
+        return embeddings + sum(logits.sum() for logits in output.logits.values())
     return output.last_hidden_state.pow(2).mean() + output.pooler_output.pow(3).sum()
 
 
