@@ -49,6 +49,23 @@ def require_probability(config: PreTrainedConfig, *names: str) -> None:
             raise ValueError(f"{type(config).__name__}.{name} must be in [0, 1), got {value!r}.")
 
 
+def check_decoder_sizes(config: PreTrainedConfig) -> None:
+    """Check the `decoder_*` fields of a config whose pretraining head has a transformer decoder."""
+    require_positive_int(
+        config,
+        "decoder_hidden_size",
+        "decoder_num_hidden_layers",
+        "decoder_num_attention_heads",
+        "decoder_intermediate_size",
+    )
+    if config.decoder_hidden_size % config.decoder_num_attention_heads:
+        raise ValueError(
+            f"{type(config).__name__}.decoder_hidden_size ({config.decoder_hidden_size}) must be divisible by "
+            f"decoder_num_attention_heads ({config.decoder_num_attention_heads}): the encoder and decoder "
+            "sizes cannot meet otherwise."
+        )
+
+
 class ExportableConfigMixin:
     """Makes a saved folder loadable without mmfm (`trust_remote_code=True`).
 
@@ -136,4 +153,4 @@ def _largest_divisor_at_most(n: int, limit: int) -> int:
     return max(d for d in range(1, max(1, limit) + 1) if n % d == 0)
 
 
-__all__ = ["ENCODER_PRESETS", "ExportableConfigMixin", "MMFMEncoderConfig"]
+__all__ = ["ENCODER_PRESETS", "ExportableConfigMixin", "MMFMEncoderConfig", "check_decoder_sizes"]

@@ -2,7 +2,7 @@
 
 from typing import Any, ClassVar
 
-from .configuration_mmfm_common import MMFMEncoderConfig, require_choice, require_positive_int
+from .configuration_mmfm_common import MMFMEncoderConfig, check_decoder_sizes, require_choice, require_positive_int
 
 
 class MMFMVisionConfig(MMFMEncoderConfig):
@@ -16,6 +16,18 @@ class MMFMVisionConfig(MMFMEncoderConfig):
         position_embedding_type: `"learned"` (ViT; bicubic interpolation to other grids) or `"sincos"`
             (fixed 2-D sine-cosine as in MAE, computed for any grid).
         pooling: image embedding from the `"cls"` token or the `"mean"` of patch tokens.
+        pretraining_objective: what [`MMFMVisionForPreTraining`] trains: `"mae"` (masked autoencoder, He et
+            al., 2022: reconstruct the pixels of removed patches) or `"droppos"` (DropPos, Wang et al., 2023:
+            classify the position of patches whose position embedding was dropped).
+        mask_ratio: fraction of patches removed before the encoder (both objectives; MAE: 0.75).
+        norm_pix_loss: MAE targets are per-patch normalised pixels (the paper's better variant).
+        position_drop_ratio: DropPos: fraction of the visible patches whose position is replaced by a
+            learned [MASK] position (0.75 in the paper).
+        position_smoothing_sigma: DropPos position smoothing: soft targets exp(-d^2 / sigma^2) over the patch
+            grid distance d (paper: sigma decays from 1 to 0 during training; 0 gives one-hot targets).
+        decoder_hidden_size, decoder_num_hidden_layers, decoder_num_attention_heads,
+        decoder_intermediate_size: the light pre-norm transformer decoder of both objectives
+            (MAE: 512 wide, 8 blocks, 16 heads, MLP 2048).
         (transformer fields: see `MMFMEncoderConfig`.)
     """
 
@@ -23,14 +35,35 @@ class MMFMVisionConfig(MMFMEncoderConfig):
     auto_map_classes: ClassVar[dict[str, str]] = {
         "AutoConfig": "configuration_mmfm_vision.MMFMVisionConfig",
         "AutoModel": "modeling_mmfm_vision.MMFMVisionModel",
+        "AutoModelForPreTraining": "modeling_mmfm_vision.MMFMVisionForPreTraining",
     }
-    modality_presets: ClassVar[dict[str, dict[str, Any]]] = {"tiny": {"image_size": 32, "patch_size": 8}}
+    modality_presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "tiny": {
+            "image_size": 32,
+            "patch_size": 8,
+            "decoder_hidden_size": 32,
+            "decoder_num_hidden_layers": 1,
+            "decoder_num_attention_heads": 4,
+            "decoder_intermediate_size": 64,
+        },
+        "small": {"decoder_hidden_size": 256, "decoder_num_hidden_layers": 4, "decoder_num_attention_heads": 8,
+                  "decoder_intermediate_size": 1024},
+    }
 
     image_size: int = 224
     patch_size: int = 16
     num_channels: int = 3
     position_embedding_type: str = "learned"
     pooling: str = "cls"
+    pretraining_objective: str = "mae"
+    mask_ratio: float = 0.75
+    norm_pix_loss: bool = True
+    position_drop_ratio: float = 0.75
+    position_smoothing_sigma: float = 1.0
+    decoder_hidden_size: int = 512
+    decoder_num_hidden_layers: int = 8
+    decoder_num_attention_heads: int = 16
+    decoder_intermediate_size: int = 2048
 
     def check_consistency(self) -> None:
         super().check_consistency()
@@ -41,6 +74,16 @@ class MMFMVisionConfig(MMFMEncoderConfig):
             raise ValueError(
                 f"MMFMVisionConfig.image_size ({self.image_size}) must be a multiple of patch_size "
                 f"({self.patch_size})."
+            )
+        require_choice(self, "pretraining_objective", ("mae", "droppos"))
+        check_decoder_sizes(self)
+        for name in ("mask_ratio", "position_drop_ratio"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
+                raise ValueError(f"MMFMVisionConfig.{name} must be strictly between 0 and 1, got {value!r}.")
+        if self.position_smoothing_sigma < 0:
+            raise ValueError(
+                f"MMFMVisionConfig.position_smoothing_sigma must be >= 0, got {self.position_smoothing_sigma}."
             )
         if self.position_embedding_type == "sincos" and self.hidden_size % 4:
             raise ValueError(

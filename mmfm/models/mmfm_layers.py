@@ -301,6 +301,35 @@ class MMFMTransformer(nn.Module):
         )
 
 
+class ResizedConfig:
+    """A model config seen with other transformer sizes, for the decoders of pretraining heads.
+
+    Every attribute not overridden (the attention implementation above all) is read from the model's
+    config at call time, so `set_attn_implementation` reaches the decoder too.
+    """
+
+    def __init__(self, config, **sizes):
+        self._config = config
+        self._sizes = sizes
+
+    def __getattr__(self, name: str):
+        sizes = self.__dict__.get("_sizes", {})
+        if name in sizes:
+            return sizes[name]
+        return getattr(self.__dict__["_config"], name)
+
+
+def decoder_config(config) -> ResizedConfig:
+    """The `decoder_*` sizes of `config` as a config for `MMFMTransformer`."""
+    return ResizedConfig(
+        config,
+        hidden_size=config.decoder_hidden_size,
+        num_hidden_layers=config.decoder_num_hidden_layers,
+        num_attention_heads=config.decoder_num_attention_heads,
+        intermediate_size=config.decoder_intermediate_size,
+    )
+
+
 class MMFMEncoderPreTrainedModel(PreTrainedModel):
     """Contract shared by every mmfm encoder: attention backends, checkpointing, no-split blocks."""
 
@@ -319,6 +348,8 @@ def truncated_normal_std(config) -> float:
 
 
 __all__ = [
+    "ResizedConfig",
+    "decoder_config",
     "MMFMAttention",
     "MMFMLayer",
     "MMFMMLP",
