@@ -13,6 +13,9 @@ class MMFMTimeSeriesConfig(MMFMEncoderConfig):
         context_length: L, time steps per input window (the processor pads or cuts to it).
         patch_length: time steps per patch.
         patch_stride: step between patch starts; `(context_length - patch_length)` must be a multiple.
+            Equal to `patch_length` (non-overlapping, as PatchTST's self-supervised setting) by default;
+            the pretraining objectives need non-overlapping patches, or a masked or future patch would
+            be visible through its neighbours.
         num_input_channels: C when fixed (needed for `revin_affine`); None accepts any channel count,
             since channels are encoded independently.
         scaling: instance normalisation over observed values: `"std"` (mean and standard deviation),
@@ -20,6 +23,11 @@ class MMFMTimeSeriesConfig(MMFMEncoderConfig):
         revin_affine: learn a per-channel affine map after normalisation (RevIN); needs
             `num_input_channels`.
         minimum_scale: floor of the scale, so constant series do not divide by zero.
+        is_causal: patches attend only to earlier patches (GPHT-style generative models).
+        pretraining_objective: what [`MMFMTimeSeriesForPreTraining`] trains: `"masked"` (PatchTST, Nie et
+            al., 2023: reconstruct randomly masked patches) or `"autoregressive"` (GPHT, Liu et al., 2024:
+            predict each next patch with causal attention; needs `is_causal=True`).
+        mask_ratio: fraction of each channel's patches masked by the `"masked"` objective (PatchTST: 0.4).
         (transformer fields: see `MMFMEncoderConfig`.)
     """
 
@@ -27,6 +35,7 @@ class MMFMTimeSeriesConfig(MMFMEncoderConfig):
     auto_map_classes: ClassVar[dict[str, str]] = {
         "AutoConfig": "configuration_mmfm_timeseries.MMFMTimeSeriesConfig",
         "AutoModel": "modeling_mmfm_timeseries.MMFMTimeSeriesModel",
+        "AutoModelForPreTraining": "modeling_mmfm_timeseries.MMFMTimeSeriesForPreTraining",
     }
     modality_presets: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": {"context_length": 64, "patch_length": 8, "patch_stride": 8}
@@ -34,16 +43,22 @@ class MMFMTimeSeriesConfig(MMFMEncoderConfig):
 
     context_length: int = 512
     patch_length: int = 16
-    patch_stride: int = 8
+    patch_stride: int = 16
     num_input_channels: int | None = None
     scaling: str = "std"
     revin_affine: bool = False
     minimum_scale: float = 1e-5
+    is_causal: bool = False
+    pretraining_objective: str = "masked"
+    mask_ratio: float = 0.4
 
     def check_consistency(self) -> None:
         super().check_consistency()
         require_positive_int(self, "context_length", "patch_length", "patch_stride")
         require_choice(self, "scaling", ("std", "mean", "none"))
+        require_choice(self, "pretraining_objective", ("masked", "autoregressive"))
+        if not isinstance(self.mask_ratio, (int, float)) or not 0.0 < self.mask_ratio < 1.0:
+            raise ValueError(f"MMFMTimeSeriesConfig.mask_ratio must be strictly between 0 and 1, got {self.mask_ratio!r}.")
         if self.num_input_channels is not None:
             require_positive_int(self, "num_input_channels")
         elif self.revin_affine:

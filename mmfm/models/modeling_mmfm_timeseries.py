@@ -15,6 +15,8 @@ from transformers.utils.generic import can_return_tuple
 
 from .configuration_mmfm_timeseries import MMFMTimeSeriesConfig
 from .mmfm_layers import MMFMEncoderPreTrainedModel, MMFMTransformer, check_finite, check_rank, masked_mean
+from .mmfm_losses import masked_mse
+from .mmfm_masking import random_masking
 
 
 @dataclass
@@ -116,11 +118,14 @@ class MMFMTimeSeriesPreTrainedModel(MMFMEncoderPreTrainedModel):
 class MMFMTimeSeriesModel(MMFMTimeSeriesPreTrainedModel):
     """Time-series encoder: `past_values` (B, L, C) -> per-channel patch tokens and an embedding (B, D)."""
 
+    # Loading the encoder from a pretraining checkpoint leaves its head behind, silently.
+    _keys_to_ignore_on_load_unexpected = [r"^head\."]
+
     def __init__(self, config: MMFMTimeSeriesConfig):
         super().__init__(config)
         self.normalization = MMFMInstanceNorm(config)
         self.embeddings = MMFMTimeSeriesEmbeddings(config)
-        self.transformer = MMFMTransformer(config)
+        self.transformer = MMFMTransformer(config, is_causal=config.is_causal)
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Module:
@@ -162,6 +167,17 @@ class MMFMTimeSeriesModel(MMFMTimeSeriesPreTrainedModel):
                 )
         return observed
 
+    def _attention_mask(self, tokens: torch.Tensor, patch_mask: torch.Tensor) -> torch.Tensor | None:
+        """Attention mask for (B', P, D) tokens whose observed patches are marked by (B', P) `patch_mask`."""
+        if not self.config.is_causal:
+            return create_bidirectional_mask(self.config, tokens, patch_mask.long())
+        # Causal: keys up to the query, observed ones only; every patch also sees itself, so a patch
+        # with nothing observed before it (left padding, a masked first patch) still has one key.
+        patches = patch_mask.shape[1]
+        causal = torch.ones(patches, patches, dtype=torch.bool, device=tokens.device).tril()
+        diagonal = torch.eye(patches, dtype=torch.bool, device=tokens.device)
+        return (causal & (patch_mask[:, None, :] | diagonal)).unsqueeze(1)
+
     @can_return_tuple
     def forward(
         self,
@@ -184,7 +200,7 @@ class MMFMTimeSeriesModel(MMFMTimeSeriesPreTrainedModel):
         batch, channels, patches, dim = tokens.shape
         flat_tokens = tokens.reshape(batch * channels, patches, dim)
         flat_mask = patch_mask.reshape(batch * channels, patches)
-        mask = create_bidirectional_mask(self.config, flat_tokens, flat_mask.long())
+        mask = self._attention_mask(flat_tokens, flat_mask)
         hidden, all_hidden, attentions = self.transformer(
             flat_tokens,
             mask,
@@ -205,4 +221,156 @@ class MMFMTimeSeriesModel(MMFMTimeSeriesPreTrainedModel):
         )
 
 
-__all__ = ["MMFMTimeSeriesModel", "MMFMTimeSeriesModelOutput", "MMFMTimeSeriesPreTrainedModel"]
+@dataclass
+class MMFMTimeSeriesForPreTrainingOutput(ModelOutput):
+    r"""Output of [`MMFMTimeSeriesForPreTraining`].
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`): the objective's loss (`masked_loss` or `autoregressive_loss`).
+        masked_loss (`torch.FloatTensor` of shape `()`, *optional*): MSE on the observed values of masked patches.
+        autoregressive_loss (`torch.FloatTensor` of shape `()`, *optional*): MSE of each next-patch prediction on
+            the observed values of that next patch.
+        prediction (`torch.FloatTensor` of shape `(B, C, P, patch_length)`): per token, the reconstructed patch
+            (masked) or the predicted next patch (autoregressive), in normalised units.
+        target (`torch.FloatTensor` of shape `(B, C, P, patch_length)`): the patches in normalised units.
+        mask (`torch.BoolTensor` of shape `(B, C, P)`, *optional*): masked patches (masked objective).
+        loc, scale (`torch.FloatTensor` of shape `(B, 1, C)`): the instance normalisation, to map predictions
+            back as `prediction * scale + loc`.
+    """
+
+    loss: torch.FloatTensor | None = None
+    masked_loss: torch.FloatTensor | None = None
+    autoregressive_loss: torch.FloatTensor | None = None
+    prediction: torch.FloatTensor | None = None
+    target: torch.FloatTensor | None = None
+    mask: torch.BoolTensor | None = None
+    loc: torch.FloatTensor | None = None
+    scale: torch.FloatTensor | None = None
+
+
+class MMFMTimeSeriesForPreTraining(MMFMTimeSeriesPreTrainedModel):
+    """The time-series encoder with a linear patch head, trained by `config.pretraining_objective`:
+
+    - `"masked"` (Nie et al., 2023, "A Time Series is Worth 64 Words", PatchTST's self-supervised
+      pretraining): mask `mask_ratio` of each channel's patches (values and observed flags set to 0, so
+      the instance normalisation never sees them) and reconstruct them; loss on observed values only.
+    - `"autoregressive"` (Liu et al., 2024, GPHT: "Generative Pretrained Hierarchical Transformer for Time
+      Series Forecasting"; the hierarchy is not implemented): with causal attention, every patch token
+      predicts the next patch; `forecast` rolls this forward and reverses the instance normalisation. The
+      normalisation statistics cover the whole window, as in GPHT, so a mean and a scale per channel are
+      the only information that flows from later patches to earlier predictions.
+
+    Both need non-overlapping patches (`patch_stride == patch_length`).
+    """
+
+    _auto_class = "AutoModelForPreTraining"
+
+    def __init__(self, config: MMFMTimeSeriesConfig):
+        super().__init__(config)
+        if config.patch_stride != config.patch_length:
+            raise ValueError(
+                f"MMFMTimeSeriesForPreTraining needs non-overlapping patches: patch_stride ({config.patch_stride}) "
+                f"must equal patch_length ({config.patch_length}), or masked and future values would be "
+                "visible through overlapping neighbours."
+            )
+        if config.pretraining_objective == "autoregressive" and not config.is_causal:
+            raise ValueError(
+                "pretraining_objective='autoregressive' needs is_causal=True, or every patch could see the "
+                "patch it has to predict."
+            )
+        self.encoder = MMFMTimeSeriesModel(config)
+        self.head = nn.Linear(config.hidden_size, config.patch_length)
+        self.post_init()
+
+    def _patches(self, values: torch.Tensor) -> torch.Tensor:
+        """(B, L, C) -> (B, C, P, patch_length) non-overlapping patches."""
+        length = self.config.patch_length
+        return values.transpose(1, 2).unfold(-1, length, length)
+
+    def forward(
+        self,
+        past_values: torch.FloatTensor,
+        past_observed_mask: torch.Tensor | None = None,
+        noise: torch.FloatTensor | None = None,
+        **kwargs,
+    ) -> MMFMTimeSeriesForPreTrainingOutput:
+        r"""
+        Args:
+            past_values (`torch.FloatTensor` of shape `(B, L, C)`), past_observed_mask (same shape, optional):
+                as for [`MMFMTimeSeriesModel`].
+            noise (`torch.FloatTensor` of shape `(B, C, P)`, *optional*): masked objective: uniform noise whose
+                largest values mark the masked patches of each channel; drawn from the global generator if None.
+        """
+        observed = self.encoder._check_inputs(past_values, past_observed_mask)
+        if self.config.pretraining_objective == "masked":
+            return self._masked(past_values, observed, noise)
+        return self._autoregressive(past_values, observed)
+
+    def _masked(self, values, observed, noise) -> MMFMTimeSeriesForPreTrainingOutput:
+        batch, _, channels = values.shape
+        patches = self.config.num_patches
+        if noise is not None and tuple(noise.shape) != (batch, channels, patches):
+            raise ValueError(f"`noise` must have shape ({batch}, {channels}, {patches}), got {tuple(noise.shape)}.")
+        flat_noise = None if noise is None else noise.reshape(batch * channels, patches)
+        _, mask, _ = random_masking(batch * channels, patches, self.config.mask_ratio, values.device, noise=flat_noise)
+        mask = mask.view(batch, channels, patches)
+        hidden_steps = mask.repeat_interleave(self.config.patch_length, dim=-1).transpose(1, 2)  # (B, L, C)
+        visible = observed * (~hidden_steps).to(observed.dtype)
+        empty = visible.sum(dim=1) == 0
+        if bool(empty.any()):
+            raise ValueError(
+                "Masking left a channel with no observed value (its few observed values all fell in masked "
+                "patches): the series is too sparse or too short to mask anything; lower mask_ratio."
+            )
+        output = self.encoder(values * visible, visible)
+        target = self._patches((values.float() - output.loc) / output.scale)
+        prediction = self.head(output.last_hidden_state)  # (B, C, P, patch_length)
+        scored = self._patches(observed) * mask.unsqueeze(-1)
+        loss = masked_mse(prediction.float(), target, scored.bool())
+        return MMFMTimeSeriesForPreTrainingOutput(
+            loss=loss, masked_loss=loss, prediction=prediction, target=target, mask=mask,
+            loc=output.loc, scale=output.scale,
+        )  # fmt: skip
+
+    def _autoregressive(self, values, observed) -> MMFMTimeSeriesForPreTrainingOutput:
+        output = self.encoder(values, observed)
+        target = self._patches((values.float() - output.loc) / output.scale)
+        prediction = self.head(output.last_hidden_state)
+        scored = self._patches(observed)[:, :, 1:].bool()
+        loss = masked_mse(prediction[:, :, :-1].float(), target[:, :, 1:], scored)
+        return MMFMTimeSeriesForPreTrainingOutput(
+            loss=loss, autoregressive_loss=loss, prediction=prediction, target=target,
+            loc=output.loc, scale=output.scale,
+        )  # fmt: skip
+
+    @torch.no_grad()
+    def forecast(
+        self, past_values: torch.FloatTensor, past_observed_mask: torch.Tensor | None = None, horizon: int = 1
+    ) -> torch.FloatTensor:
+        """Autoregressive forecast of the next `horizon` steps (B, horizon, C), in the input's units: each
+        step predicts one patch from the last `context_length` steps and slides the window forward."""
+        if self.config.pretraining_objective != "autoregressive":
+            raise ValueError("forecast needs a model trained with pretraining_objective='autoregressive'.")
+        if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
+            raise ValueError(f"`horizon` must be a positive integer, got {horizon!r}.")
+        values = past_values.float()
+        observed = self.encoder._check_inputs(past_values, past_observed_mask).float()
+        length = self.config.patch_length
+        produced = []
+        while sum(p.shape[1] for p in produced) < horizon:
+            output = self.encoder(values, observed)
+            step = self.head(output.last_hidden_state[:, :, -1]).float()  # (B, C, patch_length), normalised
+            step = (step * output.scale.transpose(1, 2) + output.loc.transpose(1, 2)).transpose(1, 2)
+            produced.append(step)
+            values = torch.cat([values[:, length:], step], dim=1)
+            observed = torch.cat([observed[:, length:], torch.ones_like(step)], dim=1)
+        return torch.cat(produced, dim=1)[:, :horizon]
+
+
+__all__ = [
+    "MMFMTimeSeriesForPreTraining",
+    "MMFMTimeSeriesForPreTrainingOutput",
+    "MMFMTimeSeriesModel",
+    "MMFMTimeSeriesModelOutput",
+    "MMFMTimeSeriesPreTrainedModel",
+]
