@@ -29,8 +29,9 @@ def tiny_config(name: str, **overrides):
     if name == "composite":
         sub = {f"{m}_config": tiny_config(m) for m in MODALITIES}
         return MMFMConfig(projection_dim=16, **sub, **overrides)
-    extra = {"node_feature_size": 3} if name == "graph" else {}
-    return CONFIG_CLASSES[name].from_preset("tiny", **extra, **overrides)
+    fields = {"node_feature_size": 3} if name == "graph" else {}
+    fields.update(overrides)
+    return CONFIG_CLASSES[name].from_preset("tiny", **fields)
 
 
 def build_model(name: str, config=None, **overrides) -> torch.nn.Module:

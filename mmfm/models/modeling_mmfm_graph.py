@@ -10,11 +10,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from transformers import initialization as init
+from transformers.activations import ACT2FN
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 
 from .configuration_mmfm_graph import MMFMGraphConfig
+from .mmfm_losses import scaled_cosine_error
+from .mmfm_masking import random_masking_with_padding
 from .mmfm_layers import (
     MMFMMLP,
     MMFMEncoderPreTrainedModel,
@@ -140,9 +143,11 @@ class MMFMMessagePassingLayer(nn.Module):
 class MMFMGraphEmbeddings(nn.Module):
     """Node features + degree + random-walk encodings, GIN layers, then a prepended graph token."""
 
-    def __init__(self, config: MMFMGraphConfig):
+    def __init__(self, config: MMFMGraphConfig, use_mask_token: bool = False):
         super().__init__()
         self.config = config
+        # GraphMAE's [MASK] token lives in the input feature space; only its pretraining model has it.
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, config.node_feature_size)) if use_mask_token else None
         self.node_projection = nn.Linear(config.node_feature_size, config.hidden_size)
         self.in_degree_embedding = nn.Embedding(config.max_degree + 1, config.hidden_size)
         self.out_degree_embedding = nn.Embedding(config.max_degree + 1, config.hidden_size)
@@ -156,9 +161,17 @@ class MMFMGraphEmbeddings(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(
-        self, node_features: torch.Tensor, adjacency: torch.Tensor, node_mask: torch.Tensor
+        self,
+        node_features: torch.Tensor,
+        adjacency: torch.Tensor,
+        node_mask: torch.Tensor,
+        masked_nodes: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """(B, N, F) features, (B, N, N) edge counts, (B, N) bool mask -> (B, 1 + N, D) tokens."""
+        """(B, N, F) features, (B, N, N) edge counts, (B, N) bool mask -> (B, 1 + N, D) tokens; the
+        features of (B, N) `masked_nodes` are replaced by the mask token."""
+        if masked_nodes is not None:
+            mask_token = self.mask_token.to(node_features.dtype)
+            node_features = torch.where(masked_nodes.unsqueeze(-1), mask_token, node_features)
         max_degree = self.config.max_degree
         in_degree = adjacency.sum(-1).long().clamp(max=max_degree)
         out_degree = adjacency.sum(-2).long().clamp(max=max_degree)
@@ -212,6 +225,8 @@ class MMFMGraphPreTrainedModel(MMFMEncoderPreTrainedModel):
         super()._init_weights(module)
         if isinstance(module, MMFMGraphEmbeddings):
             init.trunc_normal_(module.graph_token, std=self.config.initializer_range)
+            if module.mask_token is not None:
+                init.zeros_(module.mask_token)
         elif isinstance(module, MMFMGraphSpatialBias):
             init.zeros_(module.graph_token_bias)
         elif isinstance(module, MMFMGINConv) and isinstance(module.eps, nn.Parameter):
@@ -221,9 +236,12 @@ class MMFMGraphPreTrainedModel(MMFMEncoderPreTrainedModel):
 class MMFMGraphModel(MMFMGraphPreTrainedModel):
     """Graph encoder: padded node features (B, N, F) and edges (B, 2, E) -> node tokens and (B, D)."""
 
-    def __init__(self, config: MMFMGraphConfig):
+    # Loading the encoder from a pretraining checkpoint leaves its heads behind, silently.
+    _keys_to_ignore_on_load_unexpected = [r"^encoder_to_decoder", r"^decoder", r"embeddings\.mask_token"]
+
+    def __init__(self, config: MMFMGraphConfig, use_mask_token: bool = False):
         super().__init__(config)
-        self.embeddings = MMFMGraphEmbeddings(config)
+        self.embeddings = MMFMGraphEmbeddings(config, use_mask_token=use_mask_token)
         self.attention_bias = MMFMGraphSpatialBias(config) if config.use_spatial_bias else None
         self.transformer = MMFMTransformer(config)
         self.post_init()
@@ -295,6 +313,7 @@ class MMFMGraphModel(MMFMGraphPreTrainedModel):
         node_features: torch.FloatTensor,
         edge_index: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
+        masked_nodes: torch.BoolTensor | None = None,
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
         **kwargs,
@@ -305,14 +324,27 @@ class MMFMGraphModel(MMFMGraphPreTrainedModel):
             edge_index (`torch.LongTensor` of shape `(B, 2, E)`, *optional*): directed edges source -> target
                 with node ids local to each graph; list both directions for undirected graphs; pad with -1.
             attention_mask (`torch.Tensor` of shape `(B, N)`, *optional*): 1 for real nodes, 0 for padding.
+            masked_nodes (`torch.BoolTensor` of shape `(B, N)`, *optional*): nodes whose features are replaced
+                by the learned mask token (GraphMAE; needs a model built with `use_mask_token=True`).
         """
         node_mask = self._check_inputs(node_features, edge_index, attention_mask)
+        if masked_nodes is not None:
+            if self.embeddings.mask_token is None:
+                raise ValueError(
+                    "`masked_nodes` needs the mask token: build the model with use_mask_token=True "
+                    "(MMFMGraphForPreTraining does)."
+                )
+            if tuple(masked_nodes.shape) != tuple(node_mask.shape) or masked_nodes.dtype != torch.bool:
+                raise ValueError(
+                    f"`masked_nodes` must be a bool tensor of shape {tuple(node_mask.shape)}, got "
+                    f"{masked_nodes.dtype} of shape {tuple(masked_nodes.shape)}."
+                )
         batch, nodes, _ = node_features.shape
         if edge_index is None:
             adjacency = node_features.new_zeros(batch, nodes, nodes, dtype=torch.float32)
         else:
             adjacency = dense_adjacency(edge_index.long(), nodes)
-        embeddings = self.embeddings(node_features, adjacency, node_mask)
+        embeddings = self.embeddings(node_features, adjacency, node_mask, masked_nodes)
         token_mask = torch.cat([node_mask.new_ones(batch, 1), node_mask], dim=1)
         if self.attention_bias is not None:
             if self.config._attn_implementation not in ("eager", "sdpa"):
@@ -342,4 +374,89 @@ class MMFMGraphModel(MMFMGraphPreTrainedModel):
         )
 
 
-__all__ = ["MMFMGINConv", "MMFMGraphModel", "MMFMGraphModelOutput", "MMFMGraphPreTrainedModel"]
+@dataclass
+class MMFMGraphForPreTrainingOutput(ModelOutput):
+    r"""Output of [`MMFMGraphForPreTraining`].
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`): equal to `graphmae_loss`.
+        graphmae_loss (`torch.FloatTensor` of shape `()`): scaled cosine error on the masked nodes.
+        reconstruction (`torch.FloatTensor` of shape `(B, N, F)`): decoded node features.
+        masked_nodes (`torch.BoolTensor` of shape `(B, N)`): nodes whose features were masked.
+    """
+
+    loss: torch.FloatTensor | None = None
+    graphmae_loss: torch.FloatTensor | None = None
+    reconstruction: torch.FloatTensor | None = None
+    masked_nodes: torch.BoolTensor | None = None
+
+
+class MMFMGraphDecoder(nn.Module):
+    """GraphMAE's single-layer GNN decoder, here a GIN layer (Xu et al., 2019) from the hidden size to the
+    node feature size: (B, N, D) codes and (B, N, N) edge counts -> (B, N, F)."""
+
+    def __init__(self, config: MMFMGraphConfig):
+        super().__init__()
+        self.fc1 = nn.Linear(config.hidden_size, config.hidden_size)
+        self.act = ACT2FN[config.hidden_act]
+        self.fc2 = nn.Linear(config.hidden_size, config.node_feature_size)
+
+    def forward(self, codes: torch.Tensor, adjacency: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(codes + adjacency.to(codes.dtype) @ codes)))
+
+
+class MMFMGraphForPreTraining(MMFMGraphPreTrainedModel):
+    """GraphMAE (Hou et al., 2022, "GraphMAE: Self-Supervised Masked Graph Autoencoders") on the graph
+    encoder: replace the features of `mask_ratio` of each graph's nodes by a learned mask token, encode,
+    map the codes to the decoder space, re-mask them (zero the masked nodes' codes, so the decoder must
+    reconstruct them from their neighbours), decode with one GIN layer, and score the masked nodes'
+    reconstructed features with the scaled cosine error (exponent `sce_gamma`)."""
+
+    _auto_class = "AutoModelForPreTraining"
+
+    def __init__(self, config: MMFMGraphConfig):
+        super().__init__(config)
+        self.encoder = MMFMGraphModel(config, use_mask_token=True)
+        self.encoder_to_decoder = nn.Linear(config.hidden_size, config.hidden_size, bias=False)
+        self.decoder = MMFMGraphDecoder(config)
+        self.post_init()
+
+    def forward(
+        self,
+        node_features: torch.FloatTensor,
+        edge_index: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        noise: torch.FloatTensor | None = None,
+        **kwargs,
+    ) -> MMFMGraphForPreTrainingOutput:
+        r"""
+        Args:
+            node_features, edge_index, attention_mask: as for [`MMFMGraphModel`].
+            noise (`torch.FloatTensor` of shape `(B, N)`, *optional*): uniform noise; the real nodes with the
+                smallest values are masked. Drawn from the global generator if None.
+        """
+        node_mask = self.encoder._check_inputs(node_features, edge_index, attention_mask)
+        masked = random_masking_with_padding(node_mask, self.config.mask_ratio, noise=noise)
+        encoded = self.encoder(node_features, edge_index, attention_mask, masked_nodes=masked)
+        codes = self.encoder_to_decoder(encoded.last_hidden_state[:, 1:])  # (B, N, D), graph token dropped
+        codes = codes.masked_fill(masked.unsqueeze(-1), 0.0)  # re-mask
+        batch, nodes, _ = node_features.shape
+        if edge_index is None:
+            adjacency = codes.new_zeros(batch, nodes, nodes)
+        else:
+            adjacency = dense_adjacency(edge_index.long(), nodes)
+        reconstruction = self.decoder(codes, adjacency)
+        loss = scaled_cosine_error(reconstruction[masked], node_features[masked], self.config.sce_gamma)
+        return MMFMGraphForPreTrainingOutput(
+            loss=loss, graphmae_loss=loss, reconstruction=reconstruction, masked_nodes=masked
+        )
+
+
+__all__ = [
+    "MMFMGINConv",
+    "MMFMGraphForPreTraining",
+    "MMFMGraphForPreTrainingOutput",
+    "MMFMGraphModel",
+    "MMFMGraphModelOutput",
+    "MMFMGraphPreTrainedModel",
+]
