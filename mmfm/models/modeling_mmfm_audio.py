@@ -13,6 +13,8 @@ from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 
 from .configuration_mmfm_audio import MMFMAudioConfig
+from .mmfm_losses import info_nce, masked_mse
+from .mmfm_masking import random_masking_with_padding
 from .mmfm_layers import (
     MMFMEncoderPreTrainedModel,
     MMFMTransformer,
@@ -49,9 +51,11 @@ class MMFMAudioModelOutput(ModelOutput):
 class MMFMAudioEmbeddings(nn.Module):
     """Cut (B, T, F) log-mel frames into patches, embed them, add frequency and time positions."""
 
-    def __init__(self, config: MMFMAudioConfig):
+    def __init__(self, config: MMFMAudioConfig, use_mask_token: bool = False):
         super().__init__()
         self.config = config
+        # SSAST's mask embedding for masked patches; only its pretraining model has it.
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size)) if use_mask_token else None
         self.patch_embedding = nn.Conv2d(
             1,
             config.hidden_size,
@@ -68,34 +72,62 @@ class MMFMAudioEmbeddings(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(
-        self, input_features: torch.Tensor, frame_mask: torch.Tensor
+        self, input_features: torch.Tensor, frame_mask: torch.Tensor, masked_patches: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Embed (B, T, F) features whose real frames are marked by (B, T) bool `frame_mask`.
+        """Embed (B, T, F) features whose real frames are marked by (B, T) bool `frame_mask`; patches where
+        (B, T_p * F_p) `masked_patches` is true get the mask token (SSAST) before positions are added.
 
         Returns tokens (B, 1 + T_p * F_p, D) and their bool mask (B, 1 + T_p * F_p).
         """
-        patch_time = self.config.patch_time_size
-        batch, frames, _ = input_features.shape
-        # Padding frames are zeroed so a padded clip embeds exactly like the same clip alone
-        # (which is itself padded with zeros up to a whole patch below).
-        features = input_features.to(self.patch_embedding.weight.dtype) * frame_mask.unsqueeze(-1)
-        extra = (-frames) % patch_time
-        if extra:
-            features = nn.functional.pad(features, (0, 0, 0, extra))
-            frame_mask = nn.functional.pad(frame_mask, (0, extra))
+        features, frame_mask = pad_to_patches(input_features, frame_mask, self.config.patch_time_size)
+        features = features.to(self.patch_embedding.weight.dtype)
+        batch = features.shape[0]
         # (B, T, F) -> (B, 1, F, T) -> (B, D, F_p, T_p) -> (B, T_p, F_p, D)
         patches = self.patch_embedding(features.transpose(1, 2).unsqueeze(1)).permute(0, 3, 2, 1)
         time_patches = patches.shape[1]
+        if masked_patches is not None:
+            grid = masked_patches.view(batch, time_patches, -1, 1)
+            patches = torch.where(grid, self.mask_token.to(patches.dtype).unsqueeze(1), patches)
         patches = (
             patches + self.frequency_position_embeddings + self.time_position_embeddings[:, :time_patches]
         )
         tokens = patches.reshape(batch, -1, patches.shape[-1])
-        patch_mask = frame_mask.view(batch, time_patches, patch_time).any(dim=-1)  # (B, T_p)
-        token_mask = patch_mask.repeat_interleave(self.config.num_frequency_patches, dim=1)
+        token_mask = patch_validity(frame_mask, self.config)
         cls = self.cls_token.expand(batch, -1, -1).to(tokens.dtype)
         tokens = torch.cat([cls, tokens], dim=1)
         token_mask = torch.cat([token_mask.new_ones(batch, 1), token_mask], dim=1)
         return self.dropout(tokens), token_mask
+
+
+def pad_to_patches(
+    input_features: torch.Tensor, frame_mask: torch.Tensor, patch_time: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero the padding frames of (B, T, F) features and pad T with zeros to whole patches.
+
+    Zeroing makes a padded clip embed exactly like the same clip alone (itself padded with zeros).
+    Returns the features (B, T', F) and the frame mask (B, T')."""
+    features = input_features * frame_mask.unsqueeze(-1).to(input_features.dtype)
+    extra = (-features.shape[1]) % patch_time
+    if extra:
+        features = nn.functional.pad(features, (0, 0, 0, extra))
+        frame_mask = nn.functional.pad(frame_mask, (0, extra))
+    return features, frame_mask
+
+
+def patch_validity(frame_mask: torch.Tensor, config: MMFMAudioConfig) -> torch.Tensor:
+    """(B, T') frame mask (T' whole patches) -> (B, T_p * F_p) bool: patches holding a real frame."""
+    batch = frame_mask.shape[0]
+    time_valid = frame_mask.view(batch, -1, config.patch_time_size).any(dim=-1)  # (B, T_p)
+    return time_valid.repeat_interleave(config.num_frequency_patches, dim=1)
+
+
+def patchify_spectrogram(features: torch.Tensor, config: MMFMAudioConfig) -> torch.Tensor:
+    """(B, T', F) features (T' whole patches) -> (B, T_p * F_p, patch_time * patch_frequency) patch
+    vectors in token order (time-major)."""
+    batch, frames, bins = features.shape
+    pt, pf = config.patch_time_size, config.patch_frequency_size
+    grid = features.reshape(batch, frames // pt, pt, bins // pf, pf).permute(0, 1, 3, 2, 4)
+    return grid.reshape(batch, -1, pt * pf)
 
 
 class MMFMAudioPreTrainedModel(MMFMEncoderPreTrainedModel):
@@ -113,14 +145,19 @@ class MMFMAudioPreTrainedModel(MMFMEncoderPreTrainedModel):
             init.trunc_normal_(module.cls_token, std=std)
             init.trunc_normal_(module.frequency_position_embeddings, std=std)
             init.trunc_normal_(module.time_position_embeddings, std=std)
+            if module.mask_token is not None:
+                init.trunc_normal_(module.mask_token, std=std)
 
 
 class MMFMAudioModel(MMFMAudioPreTrainedModel):
     """Audio encoder: `input_features` (B, T, num_mel_bins) -> patch tokens and a clip embedding (B, D)."""
 
-    def __init__(self, config: MMFMAudioConfig):
+    # Loading the encoder from a pretraining checkpoint leaves its heads behind, silently.
+    _keys_to_ignore_on_load_unexpected = [r"_head\.", r"embeddings\.mask_token"]
+
+    def __init__(self, config: MMFMAudioConfig, use_mask_token: bool = False):
         super().__init__(config)
-        self.embeddings = MMFMAudioEmbeddings(config)
+        self.embeddings = MMFMAudioEmbeddings(config, use_mask_token=use_mask_token)
         self.transformer = MMFMTransformer(config)
         self.post_init()
 
@@ -156,11 +193,26 @@ class MMFMAudioModel(MMFMAudioPreTrainedModel):
             self.config.validate_inputs,
         )
 
+    def _check_masked_patches(self, input_features: torch.Tensor, masked_patches: torch.Tensor) -> None:
+        if self.embeddings.mask_token is None:
+            raise ValueError(
+                "`masked_patches` needs the mask token: build the model with use_mask_token=True "
+                "(MMFMAudioForPreTraining does)."
+            )
+        time_patches = -(-input_features.shape[1] // self.config.patch_time_size)
+        expected = (input_features.shape[0], time_patches * self.config.num_frequency_patches)
+        if tuple(masked_patches.shape) != expected or masked_patches.dtype != torch.bool:
+            raise ValueError(
+                f"`masked_patches` must be a bool tensor of shape {expected} (one flag per patch), got "
+                f"{masked_patches.dtype} of shape {tuple(masked_patches.shape)}."
+            )
+
     @can_return_tuple
     def forward(
         self,
         input_features: torch.FloatTensor,
         attention_mask: torch.Tensor | None = None,
+        masked_patches: torch.BoolTensor | None = None,
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
         **kwargs,
@@ -169,9 +221,13 @@ class MMFMAudioModel(MMFMAudioPreTrainedModel):
         Args:
             input_features (`torch.FloatTensor` of shape `(B, T, num_mel_bins)`): log-mel frames.
             attention_mask (`torch.Tensor` of shape `(B, T)`, *optional*): 1 for real frames, 0 for padding.
+            masked_patches (`torch.BoolTensor` of shape `(B, T_p * F_p)`, *optional*): patches whose embedding
+                is replaced by the mask token (SSAST; needs a model built with `use_mask_token=True`).
         """
         frame_mask = self._check_inputs(input_features, attention_mask)
-        embeddings, token_mask = self.embeddings(input_features, frame_mask)
+        if masked_patches is not None:
+            self._check_masked_patches(input_features, masked_patches)
+        embeddings, token_mask = self.embeddings(input_features, frame_mask, masked_patches)
         mask = create_bidirectional_mask(self.config, embeddings, token_mask.long())
         hidden, all_hidden, attentions = self.transformer(
             embeddings,
@@ -192,4 +248,96 @@ class MMFMAudioModel(MMFMAudioPreTrainedModel):
         )
 
 
-__all__ = ["MMFMAudioModel", "MMFMAudioModelOutput", "MMFMAudioPreTrainedModel"]
+@dataclass
+class MMFMAudioForPreTrainingOutput(ModelOutput):
+    r"""Output of [`MMFMAudioForPreTraining`].
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`): `discriminative_loss + generative_loss_weight * generative_loss`.
+        discriminative_loss (`torch.FloatTensor` of shape `()`): InfoNCE over each clip's masked patches.
+        generative_loss (`torch.FloatTensor` of shape `()`): MSE reconstruction of the masked patches.
+        discriminative_accuracy (`torch.FloatTensor` of shape `()`): how often a masked patch's prediction
+            picks its own patch among the clip's masked patches.
+        reconstruction (`torch.FloatTensor` of shape `(B, T_p * F_p, patch_time * patch_frequency)`).
+        masked_patches (`torch.BoolTensor` of shape `(B, T_p * F_p)`).
+    """
+
+    loss: torch.FloatTensor | None = None
+    discriminative_loss: torch.FloatTensor | None = None
+    generative_loss: torch.FloatTensor | None = None
+    discriminative_accuracy: torch.FloatTensor | None = None
+    reconstruction: torch.FloatTensor | None = None
+    masked_patches: torch.BoolTensor | None = None
+
+
+class MMFMAudioPredictionHead(nn.Module):
+    """SSAST's two-layer prediction head: (B, L, D) -> (B, L, patch_time * patch_frequency)."""
+
+    def __init__(self, config: MMFMAudioConfig):
+        super().__init__()
+        self.fc1 = nn.Linear(config.hidden_size, config.hidden_size)
+        self.act = nn.ReLU()
+        self.fc2 = nn.Linear(config.hidden_size, config.patch_time_size * config.patch_frequency_size)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(hidden_states)))
+
+
+class MMFMAudioForPreTraining(MMFMAudioPreTrainedModel):
+    """SSAST (Gong et al., 2022, "SSAST: Self-Supervised Audio Spectrogram Transformer"): joint
+    discriminative and generative masked spectrogram patch modeling. `mask_ratio` of each clip's real
+    patches get the mask embedding; from their output tokens one head must pick each patch among the clip's
+    masked patches (InfoNCE) and another reconstructs it (MSE); the loss is the discriminative one plus
+    `generative_loss_weight` (10 in the paper) times the generative one. Padding patches are never masked
+    nor scored. (SSAST's cluster masking is not implemented: patches are masked independently.)"""
+
+    _auto_class = "AutoModelForPreTraining"
+
+    def __init__(self, config: MMFMAudioConfig):
+        super().__init__(config)
+        self.encoder = MMFMAudioModel(config, use_mask_token=True)
+        self.discriminative_head = MMFMAudioPredictionHead(config)
+        self.generative_head = MMFMAudioPredictionHead(config)
+        self.post_init()
+
+    def forward(
+        self,
+        input_features: torch.FloatTensor,
+        attention_mask: torch.Tensor | None = None,
+        noise: torch.FloatTensor | None = None,
+        **kwargs,
+    ) -> MMFMAudioForPreTrainingOutput:
+        r"""
+        Args:
+            input_features, attention_mask: as for [`MMFMAudioModel`].
+            noise (`torch.FloatTensor` of shape `(B, T_p * F_p)`, *optional*): uniform noise; the real patches
+                with the smallest values are masked. Drawn from the global generator if None.
+        """
+        frame_mask = self.encoder._check_inputs(input_features, attention_mask)
+        features, padded_mask = pad_to_patches(input_features.float(), frame_mask, self.config.patch_time_size)
+        valid = patch_validity(padded_mask, self.config)
+        masked = random_masking_with_padding(valid, self.config.mask_ratio, noise=noise)
+        hidden = self.encoder(input_features, attention_mask, masked_patches=masked).last_hidden_state[:, 1:]
+        targets = patchify_spectrogram(features, self.config)
+        discriminative, accuracy = info_nce(self.discriminative_head(hidden), targets, masked)
+        reconstruction = self.generative_head(hidden)
+        generative = masked_mse(reconstruction.float(), targets, masked)
+        loss = discriminative + self.config.generative_loss_weight * generative
+        return MMFMAudioForPreTrainingOutput(
+            loss=loss,
+            discriminative_loss=discriminative,
+            generative_loss=generative,
+            discriminative_accuracy=accuracy,
+            reconstruction=reconstruction,
+            masked_patches=masked,
+        )
+
+
+__all__ = [
+    "MMFMAudioForPreTraining",
+    "MMFMAudioForPreTrainingOutput",
+    "MMFMAudioModel",
+    "MMFMAudioModelOutput",
+    "MMFMAudioPreTrainedModel",
+    "patchify_spectrogram",
+]
