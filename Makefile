@@ -44,7 +44,7 @@ demo: demo-data
 	$(PY) examples/encode_demo.py
 
 test: setup
-	$(PY) -m pytest -q -n $(PYTEST_WORKERS) tests
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(PYTEST_WORKERS) tests
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache outputs

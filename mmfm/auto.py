@@ -3,9 +3,26 @@
 The one place where mmfm tells transformers about its classes; `import mmfm` runs it once.
 """
 
-from transformers import AutoConfig, AutoFeatureExtractor, AutoImageProcessor, AutoModel
+from transformers import (
+    AutoConfig,
+    AutoFeatureExtractor,
+    AutoImageProcessor,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForMaskedLM,
+    AutoModelForPreTraining,
+)
 
-from .models import CONFIG_CLASSES, ENCODER_CLASSES, MMFMConfig, MMFMModel
+from .models import (
+    CONFIG_CLASSES,
+    ENCODER_CLASSES,
+    PRETRAINING_CLASSES,
+    MMFMConfig,
+    MMFMModel,
+    MMFMTextConfig,
+    MMFMTextForCausalLM,
+    MMFMTextForMaskedLM,
+)
 from .processing import (
     MMFMAudioFeatureExtractor,
     MMFMGraphProcessor,
@@ -17,7 +34,8 @@ _registered = False
 
 
 def register_auto_classes() -> None:
-    """Register every mmfm model type with `AutoConfig` and `AutoModel`, the image processor with
+    """Register every mmfm model type with `AutoConfig`, `AutoModel` and `AutoModelForPreTraining` (text
+    also with `AutoModelForMaskedLM`/`AutoModelForCausalLM`), the image processor with
     `AutoImageProcessor` and the other processors with `AutoFeatureExtractor` (idempotent)."""
     global _registered
     if _registered:
@@ -27,6 +45,12 @@ def register_auto_classes() -> None:
         AutoModel.register(config_class, ENCODER_CLASSES[modality], exist_ok=True)
     AutoConfig.register(MMFMConfig.model_type, MMFMConfig, exist_ok=True)
     AutoModel.register(MMFMConfig, MMFMModel, exist_ok=True)
+
+    # Each modality's encoder with its pretraining heads; text also by language-modeling head.
+    for config_class, pretraining_class in zip(CONFIG_CLASSES.values(), PRETRAINING_CLASSES.values()):
+        AutoModelForPreTraining.register(config_class, pretraining_class, exist_ok=True)
+    AutoModelForMaskedLM.register(MMFMTextConfig, MMFMTextForMaskedLM, exist_ok=True)
+    AutoModelForCausalLM.register(MMFMTextConfig, MMFMTextForCausalLM, exist_ok=True)
 
     # One implementation (pure torch) serves both backends transformers 5 may ask for.
     AutoImageProcessor.register(

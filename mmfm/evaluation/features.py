@@ -151,7 +151,7 @@ def _to_device(value: Any, device: torch.device) -> Any:
 # ---------------------------------------------------------------------------------------------- extraction
 
 
-def _process_rows(
+def process_rows(
     processor: Any,
     dataset: Dataset,
     modality: str,
@@ -234,7 +234,7 @@ def extract_features(
                 unit="batch",
                 disable=not progress,
             ):
-                inputs = _process_rows(
+                inputs = process_rows(
                     processor, rows_only, modality, start, batch_size, text_column, processor_kwargs
                 )
                 dropped.update(k for k in inputs if k not in input_names)

@@ -12,13 +12,36 @@ from .configuration_mmfm_text import MMFMTextConfig
 from .configuration_mmfm_timeseries import MMFMTimeSeriesConfig
 from .configuration_mmfm_vision import MMFMVisionConfig
 from .modeling_mmfm import ENCODER_CLASSES, MMFMModel, MMFMModelOutput, MMFMPreTrainedModel
-from .modeling_mmfm_audio import MMFMAudioModel, MMFMAudioModelOutput
-from .modeling_mmfm_graph import MMFMGINConv, MMFMGraphModel, MMFMGraphModelOutput
-from .modeling_mmfm_text import MMFMTextModel, MMFMTextModelOutput
-from .modeling_mmfm_timeseries import MMFMTimeSeriesModel, MMFMTimeSeriesModelOutput
-from .modeling_mmfm_vision import MMFMVisionModel, MMFMVisionModelOutput
+from .modeling_mmfm_audio import MMFMAudioForPreTraining, MMFMAudioModel, MMFMAudioModelOutput
+from .modeling_mmfm_graph import MMFMGINConv, MMFMGraphForPreTraining, MMFMGraphModel, MMFMGraphModelOutput
+from .modeling_mmfm_text import (
+    MMFMTextCausalLMOutput,
+    MMFMTextForCausalLM,
+    MMFMTextForMaskedLM,
+    MMFMTextForPreTraining,
+    MMFMTextForPreTrainingOutput,
+    MMFMTextMaskedLMOutput,
+    MMFMTextModel,
+    MMFMTextModelOutput,
+)
+from .modeling_mmfm_timeseries import MMFMTimeSeriesForPreTraining, MMFMTimeSeriesModel, MMFMTimeSeriesModelOutput
+from .modeling_mmfm_vision import MMFMVisionForPreTraining, MMFMVisionModel, MMFMVisionModelOutput
+
+# The model `AutoModelForPreTraining` gives for each modality (encoder + its pretraining heads).
+PRETRAINING_CLASSES = {
+    "text": MMFMTextForPreTraining,
+    "vision": MMFMVisionForPreTraining,
+    "audio": MMFMAudioForPreTraining,
+    "graph": MMFMGraphForPreTraining,
+    "timeseries": MMFMTimeSeriesForPreTraining,
+}
 
 __all__ = [
+    "PRETRAINING_CLASSES",
+    "MMFMAudioForPreTraining",
+    "MMFMGraphForPreTraining",
+    "MMFMTimeSeriesForPreTraining",
+    "MMFMVisionForPreTraining",
     "CONFIG_CLASSES",
     "ENCODER_CLASSES",
     "ENCODER_PRESETS",
@@ -35,7 +58,13 @@ __all__ = [
     "MMFMModel",
     "MMFMModelOutput",
     "MMFMPreTrainedModel",
+    "MMFMTextCausalLMOutput",
     "MMFMTextConfig",
+    "MMFMTextForCausalLM",
+    "MMFMTextForMaskedLM",
+    "MMFMTextForPreTraining",
+    "MMFMTextForPreTrainingOutput",
+    "MMFMTextMaskedLMOutput",
     "MMFMTextModel",
     "MMFMTextModelOutput",
     "MMFMTimeSeriesConfig",

@@ -16,7 +16,7 @@ from transformers.utils.generic import can_return_tuple
 from .configuration_mmfm_timeseries import MMFMTimeSeriesConfig
 from .mmfm_layers import MMFMEncoderPreTrainedModel, MMFMTransformer, check_finite, check_rank, masked_mean
 from .mmfm_losses import masked_mse
-from .mmfm_masking import random_masking
+from .mmfm_masking import random_masking_with_padding
 
 
 @dataclass
@@ -252,8 +252,9 @@ class MMFMTimeSeriesForPreTraining(MMFMTimeSeriesPreTrainedModel):
     """The time-series encoder with a linear patch head, trained by `config.pretraining_objective`:
 
     - `"masked"` (Nie et al., 2023, "A Time Series is Worth 64 Words", PatchTST's self-supervised
-      pretraining): mask `mask_ratio` of each channel's patches (values and observed flags set to 0, so
-      the instance normalisation never sees them) and reconstruct them; loss on observed values only.
+      pretraining): mask `mask_ratio` of each channel's patches that hold an observed value (values and
+      observed flags set to 0, so the instance normalisation never sees them) and reconstruct them; loss
+      on observed values only; padding patches are never masked nor scored.
     - `"autoregressive"` (Liu et al., 2024, GPHT: "Generative Pretrained Hierarchical Transformer for Time
       Series Forecasting"; the hierarchy is not implemented): with causal attention, every patch token
       predicts the next patch; `forecast` rolls this forward and reverses the instance normalisation. The
@@ -299,7 +300,8 @@ class MMFMTimeSeriesForPreTraining(MMFMTimeSeriesPreTrainedModel):
             past_values (`torch.FloatTensor` of shape `(B, L, C)`), past_observed_mask (same shape, optional):
                 as for [`MMFMTimeSeriesModel`].
             noise (`torch.FloatTensor` of shape `(B, C, P)`, *optional*): masked objective: uniform noise whose
-                largest values mark the masked patches of each channel; drawn from the global generator if None.
+                smallest values (among patches with an observed value) mark the masked patches of each channel;
+                drawn from the global generator if None.
         """
         observed = self.encoder._check_inputs(past_values, past_observed_mask)
         if self.config.pretraining_objective == "masked":
@@ -311,17 +313,14 @@ class MMFMTimeSeriesForPreTraining(MMFMTimeSeriesPreTrainedModel):
         patches = self.config.num_patches
         if noise is not None and tuple(noise.shape) != (batch, channels, patches):
             raise ValueError(f"`noise` must have shape ({batch}, {channels}, {patches}), got {tuple(noise.shape)}.")
+        # Only patches holding an observed value are candidates (padding is never a target), and each
+        # channel keeps at least one of them visible.
+        valid = self._patches(observed).any(dim=-1).reshape(batch * channels, patches)
         flat_noise = None if noise is None else noise.reshape(batch * channels, patches)
-        _, mask, _ = random_masking(batch * channels, patches, self.config.mask_ratio, values.device, noise=flat_noise)
+        mask = random_masking_with_padding(valid.bool(), self.config.mask_ratio, noise=flat_noise)
         mask = mask.view(batch, channels, patches)
         hidden_steps = mask.repeat_interleave(self.config.patch_length, dim=-1).transpose(1, 2)  # (B, L, C)
         visible = observed * (~hidden_steps).to(observed.dtype)
-        empty = visible.sum(dim=1) == 0
-        if bool(empty.any()):
-            raise ValueError(
-                "Masking left a channel with no observed value (its few observed values all fell in masked "
-                "patches): the series is too sparse or too short to mask anything; lower mask_ratio."
-            )
         output = self.encoder(values * visible, visible)
         target = self._patches((values.float() - output.loc) / output.scale)
         prediction = self.head(output.last_hidden_state)  # (B, C, P, patch_length)

@@ -15,10 +15,13 @@ from ..models.mmfm_losses import (
     scaled_cosine_error,
     soft_cross_entropy,
 )
+from ..models.mmfm_text_losses import causal_lm_loss, token_substitution_loss
 from ..models.mmfm_masking import check_mask_ratio, masking_noise, random_masking, random_masking_with_padding
 
 __all__ = [
     "binary_token_loss",
+    "causal_lm_loss",
+    "token_substitution_loss",
     "check_mask_ratio",
     "info_nce",
     "masked_cross_entropy",

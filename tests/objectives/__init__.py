@@ -3,12 +3,11 @@
 `text_tokenizer` and `text_examples` are shared with `tests/models/test_text_pretraining.py`.
 """
 
-from functools import lru_cache
-
+from functools import cache
 from pydoc_data.topics import topics
 
 
-@lru_cache(maxsize=None)
+@cache
 def text_tokenizer(model: str = "wordpiece", vocab_size: int = 1000):
     """A tokenizer trained on Python's own help texts (in the standard library, no network), with
     [PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 [MASK]=4."""
