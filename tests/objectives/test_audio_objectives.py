@@ -78,7 +78,6 @@ def test_infonce_accuracy_is_one_for_perfect_predictions():
 
 
 def test_ssast_bad_input():
-    model = _model()
     with pytest.raises(ValueError, match="too short to mask"):
         _model(patch_frequency_size=32, patch_time_size=2)(torch.randn(1, 2, 32))  # one frame-based patch
     with pytest.raises(ValueError, match="mask_ratio"):
