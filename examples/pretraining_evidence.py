@@ -25,18 +25,21 @@ from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 import mmfm
-from mmfm.data.demo import load_demo_dataset
+from mmfm.data.collators import DataCollatorForCausalLM, DataCollatorForMaskedLM, DataCollatorForTokenSubstitution
+from mmfm.data.demo import load_demo_dataset, load_demo_tokenizer
 from mmfm.data.demo.graph import ATOM_FEATURE_SIZE
 from mmfm.evaluation import evaluate_encoder
 from mmfm.evaluation.features import process_rows
 from mmfm.models.modeling_mmfm_audio import MMFMAudioForPreTraining
 from mmfm.models.modeling_mmfm_graph import MMFMGraphForPreTraining
+from mmfm.models.modeling_mmfm_text import MMFMTextForCausalLM, MMFMTextForMaskedLM, MMFMTextForPreTraining
 from mmfm.models.modeling_mmfm_timeseries import MMFMTimeSeriesForPreTraining
 from mmfm.models.modeling_mmfm_vision import MMFMVisionForPreTraining
 from mmfm.processing import MMFMProcessor
 
 SMALL = {"hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 256}
 UNIVARIATE_UCR = ("GunPoint", "ItalyPowerDemand", "ArrowHead", "OSULeaf")
+TEXT_LENGTH = 128  # tokens per pretraining and evaluation text
 
 
 @dataclass
@@ -61,6 +64,7 @@ class Objective:
     learning_rate: float = 1e-3
     processor_kwargs: dict = field(default_factory=dict)
     rows: Callable[[Dataset], Dataset] | None = None
+    collator: Callable | None = None  # text: (tokenizer, seed) -> collator that corrupts a batch
 
 
 def _univariate_ucr(dataset: Dataset) -> Dataset:
@@ -72,6 +76,19 @@ def _vision_config(objective: str):
     return mmfm.MMFMVisionConfig(
         image_size=32, patch_size=4, pretraining_objective=objective, decoder_hidden_size=64,
         decoder_num_hidden_layers=2, decoder_num_attention_heads=4, decoder_intermediate_size=128, **SMALL,
+    )  # fmt: skip
+
+
+def _text_config(**fields):
+    return mmfm.MMFMTextConfig(vocab_size=8000, max_position_embeddings=TEXT_LENGTH, **SMALL, **fields)
+
+
+def _text_objective(model_class, collator, pooling="cls", is_causal=False) -> Objective:
+    texts = {"truncation": True, "max_length": TEXT_LENGTH}
+    return Objective(
+        "text", model_class, lambda: _text_config(pooling=pooling, is_causal=is_causal), ("corpus",),
+        (Evaluation("sentiment"), Evaluation("newsgroups")), steps=200, processor_kwargs=texts,
+        collator=collator,
     )  # fmt: skip
 
 
@@ -113,6 +130,11 @@ OBJECTIVES: dict[str, Objective] = {
         "timeseries", MMFMTimeSeriesForPreTraining, lambda: _timeseries_config("autoregressive"), ("ucr",),
         (Evaluation("ucr", rows=_univariate_ucr),), processor_kwargs={"truncation": True}, rows=_univariate_ucr,
     ),
+    "mlm": _text_objective(MMFMTextForMaskedLM, lambda tok, seed: DataCollatorForMaskedLM(tok, seed=seed)),
+    "clm": _text_objective(MMFMTextForCausalLM, lambda tok, seed: DataCollatorForCausalLM(tok), "last", True),
+    "rts": _text_objective(
+        MMFMTextForPreTraining, lambda tok, seed: DataCollatorForTokenSubstitution(tok, seed=seed)
+    ),
 }  # fmt: skip
 
 
@@ -123,9 +145,9 @@ def pretraining_rows(objective: Objective) -> Dataset:
         rows = load_demo_dataset(objective.modality, subset)["train"]
         if objective.rows is not None:
             rows = objective.rows(rows)
-        keep = {"vision": ["image"], "audio": ["audio", "sampling_rate"], "timeseries": ["past_values"]}.get(
-            objective.modality, ["num_nodes", "edge_index", "node_features"]
-        )
+        keep = {
+            "text": ["text"], "vision": ["image"], "audio": ["audio", "sampling_rate"], "timeseries": ["past_values"]
+        }.get(objective.modality, ["num_nodes", "edge_index", "node_features"])  # fmt: skip
         parts.append(rows.select_columns([c for c in keep if c in rows.column_names]))
     return concatenate_datasets(parts)
 
@@ -135,13 +157,18 @@ def pretrain(model, processor, rows: Dataset, objective: Objective, seed: int) -
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=objective.learning_rate, weight_decay=0.05)
     schedule = get_cosine_schedule_with_warmup(optimizer, objective.steps // 10, objective.steps)
+    collator = objective.collator(processor["text"], seed) if objective.collator else None
     model.train()
     losses, start = [], time.perf_counter()
     for _ in tqdm(range(objective.steps), desc="pretraining"):
         picked = torch.randint(len(rows), (objective.batch_size,), generator=generator).tolist()
-        batch = process_rows(processor, rows.select(picked), objective.modality, 0, objective.batch_size,
-                             "text", objective.processor_kwargs)  # fmt: skip
-        inputs = {k: v for k, v in batch.items() if k not in ("loc", "scale")}
+        if collator is not None:  # text: tokenize, then the objective's collator masks or corrupts
+            tokenized = processor["text"](rows.select(picked)["text"][:], **objective.processor_kwargs)
+            inputs = collator([{"input_ids": ids} for ids in tokenized["input_ids"]])
+        else:
+            batch = process_rows(processor, rows.select(picked), objective.modality, 0, objective.batch_size,
+                                 "text", objective.processor_kwargs)  # fmt: skip
+            inputs = {k: v for k, v in batch.items() if k not in ("loc", "scale")}
         loss = model(**inputs).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -173,7 +200,8 @@ def run(name: str, seed: int, output: Path, steps: int | None = None) -> dict:
         objective = dataclasses.replace(objective, steps=steps)
     torch.manual_seed(seed)
     model = objective.model_class(objective.config())
-    processor = MMFMProcessor.from_model_config(model.config)
+    tokenizer = load_demo_tokenizer() if objective.modality == "text" else None
+    processor = MMFMProcessor.from_model_config(model.config, tokenizer)
     random_init = evaluate(_frozen_copy(model.encoder), processor, objective)
     losses, seconds = pretrain(model, processor, pretraining_rows(objective), objective, seed)
     pretrained = evaluate(model.encoder.eval(), processor, objective)

@@ -81,6 +81,9 @@ class MMFMTextPreTrainedModel(MMFMEncoderPreTrainedModel):
 class MMFMTextModel(MMFMTextPreTrainedModel):
     """Text encoder: `input_ids` (B, L) -> token states (B, L, D) and a pooled embedding (B, D)."""
 
+    # Loading the encoder from a pretraining checkpoint leaves its heads behind, silently.
+    _keys_to_ignore_on_load_unexpected = [r"^mlm_head", r"^lm_head", r"^substitution_head"]
+
     def __init__(self, config: MMFMTextConfig):
         super().__init__(config)
         self.embeddings = MMFMTextEmbeddings(config)
