@@ -28,7 +28,7 @@ import mmfm
 from mmfm.data.collators import DataCollatorForCausalLM, DataCollatorForMaskedLM, DataCollatorForTokenSubstitution
 from mmfm.data.demo import load_demo_dataset, load_demo_tokenizer
 from mmfm.data.demo.graph import ATOM_FEATURE_SIZE
-from mmfm.evaluation import evaluate_encoder
+from mmfm.evaluation import evaluate_encoder, evaluate_forecasts
 from mmfm.evaluation.features import process_rows
 from mmfm.models.modeling_mmfm_audio import MMFMAudioForPreTraining
 from mmfm.models.modeling_mmfm_graph import MMFMGraphForPreTraining
@@ -40,6 +40,8 @@ from mmfm.processing import MMFMProcessor
 SMALL = {"hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 256}
 UNIVARIATE_UCR = ("GunPoint", "ItalyPowerDemand", "ArrowHead", "OSULeaf")
 TEXT_LENGTH = 128  # tokens per pretraining and evaluation text
+SEASONS = {"yearly": 1, "quarterly": 4, "monthly": 12, "weekly": 52}
+FORECAST_HORIZON = 16  # one patch
 
 
 @dataclass
@@ -71,11 +73,12 @@ def _univariate_ucr(dataset: Dataset) -> Dataset:
     return dataset.filter(lambda name: name in UNIVARIATE_UCR, input_columns="dataset")
 
 
-def _vision_config(objective: str):
+def _vision_config(objective: str, norm_pix_loss: bool = True):
     # 8x8 digits need patches no larger than 8 pixels; 32x32 inputs with 4x4 patches give 64 tokens.
     return mmfm.MMFMVisionConfig(
-        image_size=32, patch_size=4, pretraining_objective=objective, decoder_hidden_size=64,
-        decoder_num_hidden_layers=2, decoder_num_attention_heads=4, decoder_intermediate_size=128, **SMALL,
+        image_size=32, patch_size=4, pretraining_objective=objective, norm_pix_loss=norm_pix_loss,
+        decoder_hidden_size=64, decoder_num_hidden_layers=2, decoder_num_attention_heads=4,
+        decoder_intermediate_size=128, **SMALL,
     )  # fmt: skip
 
 
@@ -103,6 +106,12 @@ OBJECTIVES: dict[str, Objective] = {
     "mae": Objective(
         "vision", MMFMVisionForPreTraining, lambda: _vision_config("mae"), ("digits", "shapes"),
         (Evaluation("digits"),),
+    ),
+    # MAE with raw pixel targets: a 4x4 patch of an upscaled 8x8 digit is a flat or smooth ramp, and
+    # per-patch normalisation (norm_pix_loss) removes its brightness, the part that tells stroke from paper.
+    "mae_pixels": Objective(
+        "vision", MMFMVisionForPreTraining, lambda: _vision_config("mae", norm_pix_loss=False),
+        ("digits", "shapes"), (Evaluation("digits"),),
     ),
     "droppos": Objective(
         "vision", MMFMVisionForPreTraining, lambda: _vision_config("droppos"), ("digits", "shapes"),
@@ -194,6 +203,29 @@ def evaluate(encoder, processor, objective: Objective) -> dict:
     return results
 
 
+def forecasting(model, processor) -> dict:
+    """Forecast the last FORECAST_HORIZON steps of every demo forecasting series from what precedes them,
+    against a seasonal-naive forecast; returns per-series errors and the median model/naive MAE ratio (a
+    series the naive forecast predicts exactly, ratio inf, is listed but left out of the median)."""
+    rows = load_demo_dataset("timeseries", "forecasting")["train"]
+    per_series, ratios = {}, []
+    for row in rows:
+        series = np.asarray(row["past_values"], dtype=np.float32)  # (L, C), NaN = missing
+        history, future = series[:-FORECAST_HORIZON], series[-FORECAST_HORIZON:]
+        season = SEASONS.get(row["frequency"], 1)
+        if len(history) < 2 * max(season, model.config.patch_length):
+            continue
+        inputs = processor(timeseries=[history], timeseries_kwargs={"truncation": True})["timeseries"]
+        predicted = model.forecast(inputs["past_values"], inputs["past_observed_mask"], FORECAST_HORIZON)
+        report = evaluate_forecasts(
+            predicted.numpy(), future[None], history[None], season=season, observed_mask=~np.isnan(future[None])
+        )
+        per_series[row["dataset"]] = report
+        if np.isfinite(report["ratio"]["mae"]):
+            ratios.append(report["ratio"]["mae"])
+    return {"median_mae_ratio_vs_seasonal_naive": float(np.median(ratios)), "series": per_series}
+
+
 def run(name: str, seed: int, output: Path, steps: int | None = None) -> dict:
     objective = OBJECTIVES[name]
     if steps is not None:
@@ -203,8 +235,12 @@ def run(name: str, seed: int, output: Path, steps: int | None = None) -> dict:
     tokenizer = load_demo_tokenizer() if objective.modality == "text" else None
     processor = MMFMProcessor.from_model_config(model.config, tokenizer)
     random_init = evaluate(_frozen_copy(model.encoder), processor, objective)
+    if getattr(model.config, "pretraining_objective", None) == "autoregressive":
+        random_init["forecasting"] = forecasting(_frozen_copy(model), processor)
     losses, seconds = pretrain(model, processor, pretraining_rows(objective), objective, seed)
     pretrained = evaluate(model.encoder.eval(), processor, objective)
+    if "forecasting" in random_init:
+        pretrained["forecasting"] = forecasting(model.eval(), processor)
     result = {
         "objective": name, "modality": objective.modality, "steps": objective.steps,
         "batch_size": objective.batch_size, "seconds": seconds, "first_losses": losses[:10],
@@ -225,6 +261,14 @@ def markdown_rows(result: dict) -> list[str]:
     """README table rows: objective, steps, wall time, metric pretrained vs random, command."""
     rows = []
     for key, tasks in result["pretrained"].items():
+        if key == "forecasting":
+            metric = "median_mae_ratio_vs_seasonal_naive"
+            ours, base = tasks[metric], result["random_init"][key][metric]
+            rows.append(
+                f"| {result['objective']} | forecasting median MAE / seasonal-naive MAE (lower is better) | {result['steps']} "
+                f"| {result['seconds']:.0f} s | {ours:.3f} | {base:.3f} | `{result['command']}` |"
+            )
+            continue
         for task, metrics in tasks.items():
             metric = "r2" if task == "ridge" else "accuracy"
             ours, base = metrics[metric], result["random_init"][key][task][metric]
