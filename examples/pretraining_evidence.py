@@ -188,6 +188,8 @@ def pretrain(model, processor, rows: Dataset, objective: Objective, seed: int) -
             batch = process_rows(processor, rows.select(picked), objective.modality, 0, objective.batch_size,
                                  "text", objective.processor_kwargs)  # fmt: skip
             inputs = {k: v for k, v in batch.items() if k not in ("loc", "scale")}
+        device = next(model.parameters()).device
+        inputs = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
         loss = model(**inputs).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -208,6 +210,7 @@ def evaluate(encoder, processor, objective: Objective) -> dict:
         report = evaluate_encoder(
             encoder, processor, objective.modality, train, test, label_column=evaluation.label_column,
             tasks=evaluation.tasks, progress=False, processor_kwargs=objective.processor_kwargs,
+            device=next(encoder.parameters()).device,
         )  # fmt: skip
         results[f"{evaluation.subset}/{evaluation.label_column}"] = {t: report[t] for t in evaluation.tasks}
     return results
@@ -226,9 +229,12 @@ def forecasting(model, processor) -> dict:
         if len(history) < 2 * max(season, model.config.patch_length):
             continue
         inputs = processor(timeseries=[history], timeseries_kwargs={"truncation": True})["timeseries"]
-        predicted = model.forecast(inputs["past_values"], inputs["past_observed_mask"], FORECAST_HORIZON)
+        device = next(model.parameters()).device
+        predicted = model.forecast(
+            inputs["past_values"].to(device), inputs["past_observed_mask"].to(device), FORECAST_HORIZON
+        )
         report = evaluate_forecasts(
-            predicted.numpy(), future[None], history[None], season=season, observed_mask=~np.isnan(future[None])
+            predicted.cpu().numpy(), future[None], history[None], season=season, observed_mask=~np.isnan(future[None])
         )
         per_series[row["dataset"]] = report
         if np.isfinite(report["ratio"]["mae"]):
@@ -236,12 +242,12 @@ def forecasting(model, processor) -> dict:
     return {"median_mae_ratio_vs_seasonal_naive": float(np.median(ratios)), "series": per_series}
 
 
-def run(name: str, seed: int, output: Path, steps: int | None = None) -> dict:
+def run(name: str, seed: int, output: Path, steps: int | None = None, device: str = "cpu") -> dict:
     objective = OBJECTIVES[name]
     if steps is not None:
         objective = dataclasses.replace(objective, steps=steps)
     torch.manual_seed(seed)
-    model = objective.model_class(objective.config())
+    model = objective.model_class(objective.config()).to(device)
     tokenizer = load_demo_tokenizer() if objective.modality == "text" else None
     processor = MMFMProcessor.from_model_config(model.config, tokenizer)
     random_init = evaluate(_frozen_copy(model.encoder), processor, objective)
@@ -255,6 +261,7 @@ def run(name: str, seed: int, output: Path, steps: int | None = None) -> dict:
         "objective": name, "modality": objective.modality, "steps": objective.steps,
         "batch_size": objective.batch_size, "seconds": seconds, "first_losses": losses[:10],
         "last_losses": losses[-10:], "random_init": random_init, "pretrained": pretrained,
+        "device": str(device),
         "command": f"python examples/pretraining_evidence.py --objective {name} --seed {seed}",
     }  # fmt: skip
     output.mkdir(parents=True, exist_ok=True)
@@ -295,11 +302,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default="outputs/evidence")
     parser.add_argument("--steps", type=int, default=None, help="override the objective's pretraining steps")
+    parser.add_argument("--device", default="cpu", help="where to pretrain and extract features (e.g. cuda)")
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     names = list(OBJECTIVES) if args.objective == "all" else [args.objective]
     for name in names:
-        result = run(name, args.seed, Path(args.output), args.steps)
+        result = run(name, args.seed, Path(args.output), args.steps, args.device)
         print("\n".join(markdown_rows(result)), flush=True)
 
 
