@@ -2,7 +2,12 @@
 
 from typing import Any, ClassVar
 
-from .configuration_mmfm_common import MMFMEncoderConfig, require_choice, require_positive_int
+from .configuration_mmfm_common import (
+    MMFMEncoderConfig,
+    require_choice,
+    require_open_fraction,
+    require_positive_int,
+)
 
 
 class MMFMAudioConfig(MMFMEncoderConfig):
@@ -50,8 +55,7 @@ class MMFMAudioConfig(MMFMEncoderConfig):
             self, "num_mel_bins", "patch_frequency_size", "patch_time_size", "max_time_patches"
         )
         require_choice(self, "pooling", ("cls", "mean"))
-        if not isinstance(self.mask_ratio, (int, float)) or not 0.0 < self.mask_ratio < 1.0:
-            raise ValueError(f"MMFMAudioConfig.mask_ratio must be strictly between 0 and 1, got {self.mask_ratio!r}.")
+        require_open_fraction(self, "mask_ratio")
         if not isinstance(self.generative_loss_weight, (int, float)) or self.generative_loss_weight < 0:
             raise ValueError(
                 f"MMFMAudioConfig.generative_loss_weight must be >= 0, got {self.generative_loss_weight!r}."

@@ -49,6 +49,16 @@ def require_probability(config: PreTrainedConfig, *names: str) -> None:
             raise ValueError(f"{type(config).__name__}.{name} must be in [0, 1), got {value!r}.")
 
 
+def require_open_fraction(config: PreTrainedConfig, *names: str) -> None:
+    """Raise `ValueError` unless each named field (a mask ratio or corruption rate) is strictly in (0, 1)."""
+    for name in names:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
+            raise ValueError(
+                f"{type(config).__name__}.{name} must be strictly between 0 and 1, got {value!r}."
+            )
+
+
 def check_decoder_sizes(config: PreTrainedConfig) -> None:
     """Check the `decoder_*` fields of a config whose pretraining head has a transformer decoder."""
     require_positive_int(
@@ -153,4 +163,10 @@ def _largest_divisor_at_most(n: int, limit: int) -> int:
     return max(d for d in range(1, max(1, limit) + 1) if n % d == 0)
 
 
-__all__ = ["ENCODER_PRESETS", "ExportableConfigMixin", "MMFMEncoderConfig", "check_decoder_sizes"]
+__all__ = [
+    "ENCODER_PRESETS",
+    "ExportableConfigMixin",
+    "MMFMEncoderConfig",
+    "check_decoder_sizes",
+    "require_open_fraction",
+]

@@ -2,7 +2,12 @@
 
 from typing import Any, ClassVar
 
-from .configuration_mmfm_common import MMFMEncoderConfig, require_choice, require_positive_int
+from .configuration_mmfm_common import (
+    MMFMEncoderConfig,
+    require_choice,
+    require_open_fraction,
+    require_positive_int,
+)
 
 
 class MMFMGraphConfig(MMFMEncoderConfig):
@@ -63,8 +68,7 @@ class MMFMGraphConfig(MMFMEncoderConfig):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"MMFMGraphConfig.{name} must be a non-negative integer, got {value!r}.")
         require_choice(self, "pooling", ("graph_token", "mean"))
-        if not isinstance(self.mask_ratio, (int, float)) or not 0.0 < self.mask_ratio < 1.0:
-            raise ValueError(f"MMFMGraphConfig.mask_ratio must be strictly between 0 and 1, got {self.mask_ratio!r}.")
+        require_open_fraction(self, "mask_ratio")
         if not isinstance(self.sce_gamma, (int, float)) or self.sce_gamma < 1:
             raise ValueError(f"MMFMGraphConfig.sce_gamma must be >= 1, got {self.sce_gamma!r}.")
 

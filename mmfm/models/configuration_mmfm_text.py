@@ -2,7 +2,12 @@
 
 from typing import Any, ClassVar
 
-from .configuration_mmfm_common import MMFMEncoderConfig, require_choice, require_positive_int
+from .configuration_mmfm_common import (
+    MMFMEncoderConfig,
+    require_choice,
+    require_open_fraction,
+    require_positive_int,
+)
 
 
 class MMFMTextConfig(MMFMEncoderConfig):
@@ -74,10 +79,7 @@ class MMFMTextConfig(MMFMEncoderConfig):
                 f"MMFMTextConfig: rotary positions need an even head dimension, got hidden_size "
                 f"{self.hidden_size} / num_attention_heads {self.num_attention_heads} = {self.head_dim}."
             )
-        for name in ("mlm_probability", "substitution_probability"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
-                raise ValueError(f"MMFMTextConfig.{name} must be strictly between 0 and 1, got {value!r}.")
+        require_open_fraction(self, "mlm_probability", "substitution_probability")
         for name in ("mask_replace_prob", "random_replace_prob"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:

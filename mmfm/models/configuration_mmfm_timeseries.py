@@ -2,7 +2,12 @@
 
 from typing import Any, ClassVar
 
-from .configuration_mmfm_common import MMFMEncoderConfig, require_choice, require_positive_int
+from .configuration_mmfm_common import (
+    MMFMEncoderConfig,
+    require_choice,
+    require_open_fraction,
+    require_positive_int,
+)
 
 
 class MMFMTimeSeriesConfig(MMFMEncoderConfig):
@@ -57,8 +62,7 @@ class MMFMTimeSeriesConfig(MMFMEncoderConfig):
         require_positive_int(self, "context_length", "patch_length", "patch_stride")
         require_choice(self, "scaling", ("std", "mean", "none"))
         require_choice(self, "pretraining_objective", ("masked", "autoregressive"))
-        if not isinstance(self.mask_ratio, (int, float)) or not 0.0 < self.mask_ratio < 1.0:
-            raise ValueError(f"MMFMTimeSeriesConfig.mask_ratio must be strictly between 0 and 1, got {self.mask_ratio!r}.")
+        require_open_fraction(self, "mask_ratio")
         if self.num_input_channels is not None:
             require_positive_int(self, "num_input_channels")
         elif self.revin_affine:

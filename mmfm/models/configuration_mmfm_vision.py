@@ -2,7 +2,13 @@
 
 from typing import Any, ClassVar
 
-from .configuration_mmfm_common import MMFMEncoderConfig, check_decoder_sizes, require_choice, require_positive_int
+from .configuration_mmfm_common import (
+    MMFMEncoderConfig,
+    check_decoder_sizes,
+    require_choice,
+    require_open_fraction,
+    require_positive_int,
+)
 
 
 class MMFMVisionConfig(MMFMEncoderConfig):
@@ -46,8 +52,12 @@ class MMFMVisionConfig(MMFMEncoderConfig):
             "decoder_num_attention_heads": 4,
             "decoder_intermediate_size": 64,
         },
-        "small": {"decoder_hidden_size": 256, "decoder_num_hidden_layers": 4, "decoder_num_attention_heads": 8,
-                  "decoder_intermediate_size": 1024},
+        "small": {
+            "decoder_hidden_size": 256,
+            "decoder_num_hidden_layers": 4,
+            "decoder_num_attention_heads": 8,
+            "decoder_intermediate_size": 1024,
+        },
     }
 
     image_size: int = 224
@@ -77,10 +87,7 @@ class MMFMVisionConfig(MMFMEncoderConfig):
             )
         require_choice(self, "pretraining_objective", ("mae", "droppos"))
         check_decoder_sizes(self)
-        for name in ("mask_ratio", "position_drop_ratio"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
-                raise ValueError(f"MMFMVisionConfig.{name} must be strictly between 0 and 1, got {value!r}.")
+        require_open_fraction(self, "mask_ratio", "position_drop_ratio")
         if self.position_smoothing_sigma < 0:
             raise ValueError(
                 f"MMFMVisionConfig.position_smoothing_sigma must be >= 0, got {self.position_smoothing_sigma}."
