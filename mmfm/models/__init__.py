@@ -24,7 +24,11 @@ from .modeling_mmfm_text import (
     MMFMTextModel,
     MMFMTextModelOutput,
 )
-from .modeling_mmfm_timeseries import MMFMTimeSeriesForPreTraining, MMFMTimeSeriesModel, MMFMTimeSeriesModelOutput
+from .modeling_mmfm_timeseries import (
+    MMFMTimeSeriesForPreTraining,
+    MMFMTimeSeriesModel,
+    MMFMTimeSeriesModelOutput,
+)
 from .modeling_mmfm_vision import MMFMVisionForPreTraining, MMFMVisionModel, MMFMVisionModelOutput
 
 # The model `AutoModelForPreTraining` gives for each modality (encoder + its pretraining heads).

@@ -61,6 +61,30 @@ def resolve_padding_mask(
     return mask
 
 
+def check_token_flags(
+    name: str,
+    flags: torch.Tensor,
+    shape: tuple[int, ...],
+    token: torch.Tensor | None,
+    option: str,
+    owner: str,
+) -> None:
+    """Check per-token flags that swap in a learned token (masked patches, nodes, dropped positions).
+
+    Raises `ValueError` if the model was built without that token (`option=True` builds it; `owner` is the
+    pretraining model that does), or if `flags` is not a bool tensor of `shape`.
+    """
+    if token is None:
+        raise ValueError(
+            f"`{name}` needs its learned token: build the model with {option}=True ({owner} does)."
+        )
+    if tuple(flags.shape) != tuple(shape) or flags.dtype != torch.bool:
+        raise ValueError(
+            f"`{name}` must be a bool tensor of shape {tuple(shape)} (one flag per token), got {flags.dtype} "
+            f"of shape {tuple(flags.shape)}."
+        )
+
+
 def masked_mean(hidden_states: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """Mean over dim 1 of (B, L, D) `hidden_states`, counting only positions where (B, L) `mask` is true."""
     if mask is None:
@@ -357,6 +381,7 @@ __all__ = [
     "MMFMTransformer",
     "apply_rotary",
     "check_finite",
+    "check_token_flags",
     "resolve_padding_mask",
     "check_rank",
     "eager_attention_forward",

@@ -31,7 +31,9 @@ def masked_mse(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tenso
     return masked_mean(squared, mask)
 
 
-def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
+def masked_cross_entropy(
+    logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100
+) -> torch.Tensor:
     """Cross-entropy over (N, V) `logits` for (N,) `labels`, skipping `ignore_index` (0 if all skipped)."""
     keep = labels != ignore_index
     if not bool(keep.any()):

@@ -19,6 +19,7 @@ from .mmfm_layers import (
     MMFMEncoderPreTrainedModel,
     MMFMTransformer,
     check_finite,
+    check_token_flags,
     resolve_padding_mask,
     check_rank,
     masked_mean,
@@ -72,7 +73,10 @@ class MMFMAudioEmbeddings(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(
-        self, input_features: torch.Tensor, frame_mask: torch.Tensor, masked_patches: torch.Tensor | None = None
+        self,
+        input_features: torch.Tensor,
+        frame_mask: torch.Tensor,
+        masked_patches: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Embed (B, T, F) features whose real frames are marked by (B, T) bool `frame_mask`; patches where
         (B, T_p * F_p) `masked_patches` is true get the mask token (SSAST) before positions are added.
@@ -194,18 +198,12 @@ class MMFMAudioModel(MMFMAudioPreTrainedModel):
         )
 
     def _check_masked_patches(self, input_features: torch.Tensor, masked_patches: torch.Tensor) -> None:
-        if self.embeddings.mask_token is None:
-            raise ValueError(
-                "`masked_patches` needs the mask token: build the model with use_mask_token=True "
-                "(MMFMAudioForPreTraining does)."
-            )
         time_patches = -(-input_features.shape[1] // self.config.patch_time_size)
         expected = (input_features.shape[0], time_patches * self.config.num_frequency_patches)
-        if tuple(masked_patches.shape) != expected or masked_patches.dtype != torch.bool:
-            raise ValueError(
-                f"`masked_patches` must be a bool tensor of shape {expected} (one flag per patch), got "
-                f"{masked_patches.dtype} of shape {tuple(masked_patches.shape)}."
-            )
+        check_token_flags(
+            "masked_patches", masked_patches, expected, self.embeddings.mask_token, "use_mask_token",
+            "MMFMAudioForPreTraining",
+        )  # fmt: skip
 
     @can_return_tuple
     def forward(
@@ -314,7 +312,9 @@ class MMFMAudioForPreTraining(MMFMAudioPreTrainedModel):
                 with the smallest values are masked. Drawn from the global generator if None.
         """
         frame_mask = self.encoder._check_inputs(input_features, attention_mask)
-        features, padded_mask = pad_to_patches(input_features.float(), frame_mask, self.config.patch_time_size)
+        features, padded_mask = pad_to_patches(
+            input_features.float(), frame_mask, self.config.patch_time_size
+        )
         valid = patch_validity(padded_mask, self.config)
         masked = random_masking_with_padding(valid, self.config.mask_ratio, noise=noise)
         hidden = self.encoder(input_features, attention_mask, masked_patches=masked).last_hidden_state[:, 1:]

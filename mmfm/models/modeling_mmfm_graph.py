@@ -23,6 +23,7 @@ from .mmfm_layers import (
     MMFMEncoderPreTrainedModel,
     MMFMTransformer,
     check_finite,
+    check_token_flags,
     resolve_padding_mask,
     check_rank,
     masked_mean,
@@ -147,7 +148,9 @@ class MMFMGraphEmbeddings(nn.Module):
         super().__init__()
         self.config = config
         # GraphMAE's [MASK] token lives in the input feature space; only its pretraining model has it.
-        self.mask_token = nn.Parameter(torch.zeros(1, 1, config.node_feature_size)) if use_mask_token else None
+        self.mask_token = (
+            nn.Parameter(torch.zeros(1, 1, config.node_feature_size)) if use_mask_token else None
+        )
         self.node_projection = nn.Linear(config.node_feature_size, config.hidden_size)
         self.in_degree_embedding = nn.Embedding(config.max_degree + 1, config.hidden_size)
         self.out_degree_embedding = nn.Embedding(config.max_degree + 1, config.hidden_size)
@@ -329,16 +332,10 @@ class MMFMGraphModel(MMFMGraphPreTrainedModel):
         """
         node_mask = self._check_inputs(node_features, edge_index, attention_mask)
         if masked_nodes is not None:
-            if self.embeddings.mask_token is None:
-                raise ValueError(
-                    "`masked_nodes` needs the mask token: build the model with use_mask_token=True "
-                    "(MMFMGraphForPreTraining does)."
-                )
-            if tuple(masked_nodes.shape) != tuple(node_mask.shape) or masked_nodes.dtype != torch.bool:
-                raise ValueError(
-                    f"`masked_nodes` must be a bool tensor of shape {tuple(node_mask.shape)}, got "
-                    f"{masked_nodes.dtype} of shape {tuple(masked_nodes.shape)}."
-                )
+            check_token_flags(
+                "masked_nodes", masked_nodes, node_mask.shape, self.embeddings.mask_token, "use_mask_token",
+                "MMFMGraphForPreTraining",
+            )  # fmt: skip
         batch, nodes, _ = node_features.shape
         if edge_index is None:
             adjacency = node_features.new_zeros(batch, nodes, nodes, dtype=torch.float32)

@@ -312,7 +312,9 @@ class MMFMTimeSeriesForPreTraining(MMFMTimeSeriesPreTrainedModel):
         batch, _, channels = values.shape
         patches = self.config.num_patches
         if noise is not None and tuple(noise.shape) != (batch, channels, patches):
-            raise ValueError(f"`noise` must have shape ({batch}, {channels}, {patches}), got {tuple(noise.shape)}.")
+            raise ValueError(
+                f"`noise` must have shape ({batch}, {channels}, {patches}), got {tuple(noise.shape)}."
+            )
         # Only patches holding an observed value are candidates (padding is never a target), and each
         # channel keeps at least one of them visible.
         valid = self._patches(observed).any(dim=-1).reshape(batch * channels, patches)

@@ -17,6 +17,7 @@ from .mmfm_layers import (
     MMFMEncoderPreTrainedModel,
     MMFMTransformer,
     check_finite,
+    check_token_flags,
     check_rank,
     decoder_config,
     sincos_embedding_2d,
@@ -130,7 +131,12 @@ class MMFMVisionModel(MMFMVisionPreTrainedModel):
     """Vision encoder: `pixel_values` (B, C, H, W) -> tokens (B, 1 + L, D) and an embedding (B, D)."""
 
     # Loading the encoder from a pretraining checkpoint leaves its heads behind, silently.
-    _keys_to_ignore_on_load_unexpected = [r"^decoder", r"^mask_token", r"^position_head", r"position_mask_token"]
+    _keys_to_ignore_on_load_unexpected = [
+        r"^decoder",
+        r"^mask_token",
+        r"^position_head",
+        r"position_mask_token",
+    ]
 
     def __init__(self, config: MMFMVisionConfig, use_position_mask_token: bool = False):
         super().__init__(config)
@@ -186,19 +192,12 @@ class MMFMVisionModel(MMFMVisionPreTrainedModel):
                     )
 
     def _check_dropped_positions(self, pixel_values, visible_indices, dropped_positions) -> None:
-        if self.embeddings.position_mask_token is None:
-            raise ValueError(
-                "`dropped_positions` needs the position mask token: build the model with "
-                "use_position_mask_token=True (MMFMVisionForPreTraining does for DropPos)."
-            )
         grid_height, grid_width = self.grid_size(pixel_values)
         length = visible_indices.shape[1] if visible_indices is not None else grid_height * grid_width
-        expected = (pixel_values.shape[0], length)
-        if tuple(dropped_positions.shape) != expected or dropped_positions.dtype != torch.bool:
-            raise ValueError(
-                f"`dropped_positions` must be a bool tensor of shape {expected} (one flag per encoded patch), "
-                f"got {dropped_positions.dtype} of shape {tuple(dropped_positions.shape)}."
-            )
+        check_token_flags(
+            "dropped_positions", dropped_positions, (pixel_values.shape[0], length),
+            self.embeddings.position_mask_token, "use_position_mask_token", "MMFMVisionForPreTraining (DropPos)",
+        )  # fmt: skip
 
     @can_return_tuple
     def forward(
@@ -270,7 +269,9 @@ def patchify(pixel_values: torch.Tensor, patch_size: int) -> torch.Tensor:
     batch, channels, height, width = pixel_values.shape
     rows, columns = height // patch_size, width // patch_size
     patches = pixel_values.reshape(batch, channels, rows, patch_size, columns, patch_size)
-    return patches.permute(0, 2, 4, 3, 5, 1).reshape(batch, rows * columns, patch_size * patch_size * channels)
+    return patches.permute(0, 2, 4, 3, 5, 1).reshape(
+        batch, rows * columns, patch_size * patch_size * channels
+    )
 
 
 def unpatchify(patches: torch.Tensor, patch_size: int, grid: tuple[int, int], channels: int) -> torch.Tensor:
@@ -313,7 +314,9 @@ class MMFMVisionForPreTraining(MMFMVisionPreTrainedModel):
 
     def __init__(self, config: MMFMVisionConfig):
         super().__init__(config)
-        self.encoder = MMFMVisionModel(config, use_position_mask_token=config.pretraining_objective == "droppos")
+        self.encoder = MMFMVisionModel(
+            config, use_position_mask_token=config.pretraining_objective == "droppos"
+        )
         self.decoder_embed = nn.Linear(config.hidden_size, config.decoder_hidden_size)
         self.decoder = MMFMTransformer(decoder_config(config))
         if config.pretraining_objective == "mae":
@@ -377,7 +380,9 @@ class MMFMVisionForPreTraining(MMFMVisionPreTrainedModel):
             loss=loss, mae_loss=loss, logits=prediction, mask=mask, visible_indices=visible
         )
 
-    def _droppos(self, pixel_values, grid, visible, mask, position_noise, sigma) -> MMFMVisionForPreTrainingOutput:
+    def _droppos(
+        self, pixel_values, grid, visible, mask, position_noise, sigma
+    ) -> MMFMVisionForPreTrainingOutput:
         if grid[0] * grid[1] != self.config.num_patches:
             raise ValueError(
                 f"DropPos classifies among the {self.config.num_patches} positions of image_size="
@@ -388,7 +393,9 @@ class MMFMVisionForPreTraining(MMFMVisionPreTrainedModel):
         _, dropped, _ = random_masking(
             batch, num_visible, self.config.position_drop_ratio, pixel_values.device, noise=position_noise
         )
-        encoded = self.encoder(pixel_values, visible_indices=visible, dropped_positions=dropped).last_hidden_state
+        encoded = self.encoder(
+            pixel_values, visible_indices=visible, dropped_positions=dropped
+        ).last_hidden_state
         decoded, _, _ = self.decoder(self.decoder_embed(encoded))
         logits = self.position_head(decoded[:, 1:])  # (B, L_visible, L)
         sigma = self.config.position_smoothing_sigma if sigma is None else sigma
