@@ -39,12 +39,13 @@ setup: system-packages $(VENV)/.installed
 demo-data: setup
 	$(PY) -m mmfm.data.demo
 
-# The main job: build each encoder, process a real demo sample of each modality, print shapes and similarities.
+# The main job: the embedded default pretraining recipe (MLM of a small text encoder on the demo corpus),
+# ending with the exported model in outputs/default/model, metrics.json and loss.png.
 demo: demo-data
-	$(PY) examples/encode_demo.py
+	$(VENV)/bin/accelerate launch recipes/pretrain.py
 
 test: setup
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(PYTEST_WORKERS) tests
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup tests
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache outputs

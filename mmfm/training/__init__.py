@@ -1,0 +1,45 @@
+"""Pretraining with Accelerate and DeepSpeed: run configs, data streams, the loop, checkpoints, metrics.
+
+`recipes/pretrain.py` strings these together; each piece is importable for custom loops:
+
+    config = load_config("recipes/configs/mae.yaml", ["training.max_steps=100"])
+    accelerator = build_accelerator(config)
+    tasks = build_tasks(config, accelerator)
+"""
+
+from .checkpointing import complete_checkpoints, load_checkpoint, save_checkpoint
+from .config import RunConfig, load_config, parse_command_line
+from .export import export_models
+from .setup import (
+    MultiTaskModel,
+    Task,
+    build_accelerator,
+    build_optimizer,
+    build_scheduler,
+    build_tasks,
+    combine_models,
+    prepare_output_dir,
+)
+from .tasks import OBJECTIVES
+from .trainer import NonFiniteLossError, Trainer
+
+__all__ = [
+    "OBJECTIVES",
+    "MultiTaskModel",
+    "NonFiniteLossError",
+    "RunConfig",
+    "Task",
+    "Trainer",
+    "build_accelerator",
+    "build_optimizer",
+    "build_scheduler",
+    "build_tasks",
+    "combine_models",
+    "complete_checkpoints",
+    "export_models",
+    "load_checkpoint",
+    "load_config",
+    "parse_command_line",
+    "prepare_output_dir",
+    "save_checkpoint",
+]

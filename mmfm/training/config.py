@@ -1,0 +1,411 @@
+"""Run configuration: YAML files plus `key=value` overrides, checked against one schema before anything
+is built.
+
+A run is a tree of dataclasses (`RunConfig` at the root). YAML gives the tree; each `a.b.c=value`
+override (the value read as YAML, so `3`, `1e-4`, `true`, `[a, b]` and `null` mean what they say) replaces
+one leaf. A key that is not in the schema is refused with the list of valid keys at that level, so a typo
+fails in a second, not after the model is built. Architecture lives in `tasks.<name>.model.config`
+(fields of the mmfm `PreTrainedConfig`, checked against that class by `mmfm.training.tasks`), run
+hyperparameters everywhere else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+OBJECTIVE_NAMES = (
+    "mlm",
+    "clm",
+    "rts",
+    "mae",
+    "droppos",
+    "ssast",
+    "graphmae",
+    "ts_masked",
+    "ts_autoregressive",
+)
+
+
+@dataclass
+class ModelSection:
+    """The pretraining model of one task.
+
+    Attributes:
+        preset: size preset of the encoder (`tiny`, `small`, `base`), applied before `config`.
+        config: fields of the modality's mmfm config (e.g. `hidden_size: 128`), on top of the preset.
+        init_from: a folder saved by mmfm (`save_pretrained`) to continue pretraining from; its config
+            is used and `preset`/`config` must be left empty.
+        tokenizer: text only: `demo` (the demo corpus tokenizer) or a tokenizer folder; ignored when
+            `init_from` holds a tokenizer.
+    """
+
+    preset: str = "tiny"
+    config: dict[str, Any] = field(default_factory=dict)
+    init_from: str | None = None
+    tokenizer: str = "demo"
+
+
+@dataclass
+class DataSection:
+    """Where one task's training rows come from and how they are read.
+
+    Attributes:
+        source: `demo` (the demo corpus, see `subsets`) or local data: a file, a glob, a folder of files
+            (JSON lines, Parquet, Arrow, CSV) or a folder written by `Dataset.save_to_disk`.
+        subsets: demo subsets of the task's modality whose train splits are concatenated.
+        format: `json`, `parquet`, `arrow` or `csv`; inferred from the file names when null.
+        streaming: read local files as a stream (`datasets` `streaming=True`), for corpora larger than
+            memory; each process reads its own part (`split_dataset_by_node`).
+        shuffle_buffer: streaming only: examples in the shuffle buffer.
+        text_column: text only: the column holding the text.
+        max_length: text: tokens per example (with `packing`, the block size).
+        packing: text: concatenate tokenized texts and cut them into blocks of exactly `max_length`
+            tokens (no padding, as in transformers' `run_mlm`/`run_clm` `group_texts`).
+        num_workers: DataLoader worker processes per training process.
+        on_bad_sample: `skip` (drop a row that cannot be processed, count it, warn) or `raise`.
+        include: keep only rows whose column holds one of the listed values, e.g.
+            `{dataset: [GunPoint, ArrowHead]}` to train on some of the demo UCR sets.
+    """
+
+    source: str = "demo"
+    subsets: list[str] = field(default_factory=list)
+    format: Literal["json", "parquet", "arrow", "csv"] | None = None
+    streaming: bool = False
+    shuffle_buffer: int = 10_000
+    text_column: str = "text"
+    max_length: int = 128
+    packing: bool = True
+    num_workers: int = 0
+    on_bad_sample: Literal["skip", "raise"] = "skip"
+    include: dict[str, list[Any]] = field(default_factory=dict)
+
+
+@dataclass
+class TaskSection:
+    """One self-supervised objective with its model and data.
+
+    Attributes:
+        objective: one of `OBJECTIVE_NAMES`.
+        weight: how often a step trains this task, relative to the other tasks (multi-task runs).
+    """
+
+    objective: str = "mlm"
+    weight: float = 1.0
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+
+
+@dataclass
+class TrainingSection:
+    """Optimisation. `per_device_batch_size` x processes x `gradient_accumulation_steps` rows per step.
+
+    Attributes:
+        max_steps: optimizer steps of the run.
+        per_device_batch_size: rows per micro-batch on each process.
+        gradient_accumulation_steps: micro-batches per optimizer step.
+        learning_rate, weight_decay, adam_beta1, adam_beta2, adam_epsilon: AdamW; weight decay applies
+            to matrices only (biases, norms and other vectors are not decayed).
+        lr_scheduler: `cosine`, `linear` or `constant` after `warmup_ratio` x `max_steps` warmup steps.
+        max_grad_norm: clip the global gradient norm to this; null turns clipping off.
+        mixed_precision: `no`, `bf16` or `fp16` (Accelerate autocast).
+        gradient_checkpointing: recompute activations in backward to save memory.
+        torch_compile: compile the model with `torch.compile` (inductor).
+        attn_implementation: `sdpa`, `eager` or `flash_attention_2`.
+        max_nonfinite_steps: a NaN/Inf loss skips its step; more than this many skipped steps stop the run.
+        deterministic: `torch.use_deterministic_algorithms(True)` (slower; for exact reproduction).
+    """
+
+    max_steps: int = 300
+    per_device_batch_size: int = 32
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.05
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_epsilon: float = 1e-8
+    lr_scheduler: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_ratio: float = 0.1
+    max_grad_norm: float | None = 1.0
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    gradient_checkpointing: bool = False
+    torch_compile: bool = False
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
+    max_nonfinite_steps: int = 10
+    deterministic: bool = False
+
+
+@dataclass
+class CheckpointSection:
+    """Periodic checkpoints (`accelerator.save_state`) under `<output_dir>/checkpoints/step_XXXXXXXX`.
+
+    Attributes:
+        save_every: steps between checkpoints (0: only at the end).
+        keep_last: complete checkpoints kept; older ones are deleted.
+        resume: `auto` (continue from the newest complete checkpoint in `output_dir`, if any), `none`, or
+            the path of a checkpoint folder.
+    """
+
+    save_every: int = 100
+    keep_last: int = 2
+    resume: str = "auto"
+
+
+@dataclass
+class LoggingSection:
+    """Progress and trackers.
+
+    Attributes:
+        log_every: steps between logged metrics (trackers, history, loss plot).
+        report_to: Accelerate trackers (`tensorboard`, `wandb`, ...) or `[]`; TensorBoard logs go to
+            `<output_dir>/logs`.
+        progress_bar: show a tqdm progress bar on the main process.
+    """
+
+    log_every: int = 10
+    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
+    progress_bar: bool = True
+
+
+@dataclass
+class RunConfig:
+    """The whole run. `tasks` maps a task name (free, e.g. `mlm` or `vision_mae`) to its section.
+
+    Attributes:
+        output_dir: the run folder: checkpoints, logs, `metrics.json`, `loss.png`, the exported `model/`.
+        seed: seeds Python, NumPy and torch on every process, the data order and the masks.
+        overwrite_output_dir: delete an existing run in `output_dir` instead of refusing to start.
+    """
+
+    output_dir: str = "outputs/default"
+    seed: int = 0
+    overwrite_output_dir: bool = False
+    tasks: dict[str, TaskSection] = field(default_factory=dict)
+    training: TrainingSection = field(default_factory=TrainingSection)
+    checkpointing: CheckpointSection = field(default_factory=CheckpointSection)
+    logging: LoggingSection = field(default_factory=LoggingSection)
+
+
+# ---------------------------------------------------------------------------------------------- parsing
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`"training.max_steps=10"` -> (["training", "max_steps"], 10); the value is read as YAML."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"Override {text!r} is not of the form key=value (e.g. training.max_steps=100).")
+    path = key.strip().split(".")
+    if any(not part for part in path):
+        raise ValueError(f"Override key {key!r} has an empty part; keys look like `training.max_steps`.")
+    return path, yaml.safe_load(value) if value.strip() else None
+
+
+def apply_override(tree: dict, path: list[str], value: Any) -> None:
+    """Set `tree[path[0]]...[path[-1]] = value`, creating dicts on the way (checked later by the schema)."""
+    node = tree
+    for part in path[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[path[-1]] = value
+
+
+def load_config(
+    path: str | Path | None, overrides: list[str] = (), default: str | Path | None = None
+) -> RunConfig:
+    """Read a YAML run file (or `default` when `path` is None), apply overrides, validate.
+
+    Raises:
+        FileNotFoundError: the YAML file does not exist.
+        ValueError/TypeError: an unknown key (the message lists the valid ones), a value of the wrong type
+            or outside its choices, or an inconsistent run (e.g. no task).
+    """
+    source = Path(path if path is not None else default) if (path or default) else None
+    tree: dict = {}
+    if source is not None:
+        if not source.is_file():
+            raise FileNotFoundError(f"Config file {str(source)!r} does not exist.")
+        tree = yaml.safe_load(source.read_text()) or {}
+        if not isinstance(tree, dict):
+            raise ValueError(
+                f"{source} must hold a YAML mapping at the top level, got {type(tree).__name__}."
+            )
+    for text in overrides:
+        apply_override(tree, *parse_override(text))
+    config = build_section(RunConfig, tree, "")
+    check_run(config)
+    return config
+
+
+def build_section(cls: type, values: Any, where: str) -> Any:
+    """Build dataclass `cls` from a mapping, refusing unknown keys and checking every value's type."""
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise TypeError(f"`{where or 'config'}` must be a mapping of keys to values, got {values!r}.")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [key for key in values if key not in names]
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise ValueError(
+            f"Unknown config key(s) {[prefix + str(k) for k in unknown]}. Valid keys"
+            f"{' under `' + where + '`' if where else ''}: {names}."
+        )
+    kwargs = {}
+    for name in names:
+        if name in values:
+            kwargs[name] = check_value(hints[name], values[name], f"{where}.{name}" if where else name)
+    return cls(**kwargs)
+
+
+def check_value(hint: Any, value: Any, where: str) -> Any:
+    """`value` converted to `hint` (nested dataclasses built), or a TypeError/ValueError naming `where`."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return build_section(hint, value, where)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return check_value(inner[0], value, where)
+    if origin is Literal:
+        if value is False and "no" in args:  # YAML 1.1 reads a bare `no` as false
+            value = "no"
+        if value not in args:
+            raise ValueError(f"`{where}` must be one of {list(args)}, got {value!r}.")
+        return value
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise TypeError(f"`{where}` must be a mapping, got {value!r}.")
+        return {str(k): check_value(args[1], v, f"{where}.{k}") for k, v in value.items()}
+    if origin is list:
+        if isinstance(value, (str, int, float)):
+            value = [value]  # `report_to=tensorboard` means a list of one
+        if not isinstance(value, list):
+            raise TypeError(f"`{where}` must be a list, got {value!r}.")
+        return [check_value(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if hint is Any:
+        return value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is float and isinstance(value, str):
+        try:  # YAML 1.1 reads `1e-4` (no dot) as a string
+            return float(value)
+        except ValueError:
+            pass
+    if hint is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise TypeError(f"`{where}` must be a {hint.__name__}, got {value!r} ({type(value).__name__}).")
+    return value
+
+
+def check_run(config: RunConfig) -> None:
+    """Checks across fields (single-field types and choices are checked while parsing)."""
+    if not config.tasks:
+        raise ValueError(
+            "The run has no task: add `tasks: {<name>: {objective: ..., data: ...}}` to the config."
+        )
+    for name, task in config.tasks.items():
+        where = f"tasks.{name}"
+        if task.objective not in OBJECTIVE_NAMES:
+            raise ValueError(
+                f"`{where}.objective` must be one of {list(OBJECTIVE_NAMES)}, got {task.objective!r}."
+            )
+        if not task.weight > 0:
+            raise ValueError(f"`{where}.weight` must be > 0, got {task.weight}.")
+        if task.data.source == "demo" and not task.data.subsets:
+            raise ValueError(f"`{where}.data.subsets` is empty: name the demo subsets to train on.")
+        if task.model.init_from and (task.model.config or task.model.preset != "tiny"):
+            raise ValueError(
+                f"`{where}.model.init_from` continues a saved model with its own config: leave "
+                f"`{where}.model.preset` and `{where}.model.config` unset."
+            )
+        _require_positive(task.data, where + ".data", "max_length", "shuffle_buffer")
+        _require_non_negative(task.data, where + ".data", "num_workers")
+    _require_positive(
+        config.training, "training", "max_steps", "per_device_batch_size", "gradient_accumulation_steps",
+        "learning_rate", "max_nonfinite_steps",
+    )  # fmt: skip
+    _require_non_negative(config.training, "training", "weight_decay", "adam_epsilon")
+    if not 0 <= config.training.warmup_ratio < 1:
+        raise ValueError(f"`training.warmup_ratio` must be in [0, 1), got {config.training.warmup_ratio}.")
+    if config.training.max_grad_norm is not None and config.training.max_grad_norm <= 0:
+        raise ValueError("`training.max_grad_norm` must be > 0, or null to turn clipping off.")
+    _require_non_negative(config.checkpointing, "checkpointing", "save_every")
+    _require_positive(config.checkpointing, "checkpointing", "keep_last")
+    _require_positive(config.logging, "logging", "log_every")
+
+
+def _require_positive(section: Any, where: str, *names: str) -> None:
+    for name in names:
+        if not getattr(section, name) > 0:
+            raise ValueError(f"`{where}.{name}` must be > 0, got {getattr(section, name)!r}.")
+
+
+def _require_non_negative(section: Any, where: str, *names: str) -> None:
+    for name in names:
+        if getattr(section, name) < 0:
+            raise ValueError(f"`{where}.{name}` must be >= 0, got {getattr(section, name)!r}.")
+
+
+def to_dict(config: RunConfig) -> dict:
+    """The config as plain data (for YAML, JSON and trackers)."""
+    return copy.deepcopy(dataclasses.asdict(config))
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """`{"a": {"b": 1}}` -> `{"a.b": 1}`; lists become strings (TensorBoard hparams take scalars only)."""
+    flat = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, name + "."))
+        else:
+            flat[name] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    return flat
+
+
+def parse_command_line(argv: list[str], default: str | Path | None = None) -> RunConfig:
+    """`[--config FILE] [key=value ...]` -> a checked `RunConfig` (`default` when no `--config`).
+
+    `--key=value` is accepted as `key=value`, so Accelerate-style flags also work for run fields.
+    """
+    parser = argparse.ArgumentParser(
+        description="mmfm self-supervised pretraining. Fields are overridden with key=value, e.g. "
+        "training.max_steps=100 tasks.mlm.model.preset=small.",
+    )
+    parser.add_argument("--config", default=None, help="a run YAML (default: the embedded demo recipe)")
+    args, rest = parser.parse_known_args(argv)
+    overrides = [item.removeprefix("--") for item in rest]
+    bad = [item for item in overrides if "=" not in item]
+    if bad:
+        parser.error(f"unrecognised argument(s) {bad}: overrides are key=value, e.g. training.max_steps=100")
+    return load_config(args.config, overrides, default=default)
+
+
+__all__ = [
+    "OBJECTIVE_NAMES",
+    "CheckpointSection",
+    "DataSection",
+    "LoggingSection",
+    "ModelSection",
+    "RunConfig",
+    "TaskSection",
+    "TrainingSection",
+    "flatten",
+    "load_config",
+    "parse_command_line",
+    "to_dict",
+]

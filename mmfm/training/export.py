@@ -1,0 +1,45 @@
+"""The end of a run: the trained pretraining model(s) saved with `save_pretrained` (safetensors) and
+their processors, so `AutoModel.from_pretrained(folder)` gives the encoder and
+`AutoModelForPreTraining.from_pretrained(folder)` the model with its heads, for continued pretraining.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+
+from .setup import Task
+
+logger = logging.getLogger(__name__)
+
+
+def export_models(
+    accelerator: Accelerator, model: torch.nn.Module, tasks: dict[str, Task], folder: Path
+) -> dict[str, str]:
+    """Save each task's model to `folder` (one task) or `folder/<task>` (several); returns task -> folder.
+
+    Every process must call this: under DeepSpeed ZeRO-3 `get_state_dict` gathers the partitioned
+    weights collectively (a main-process-only call would hang). The state dict goes through transformers'
+    `save_pretrained`, which writes tied weights (the MLM decoder and the input embeddings) once, where
+    DeepSpeed's own `zero_to_fp32 --safe_serialization` fails on them (notes/stack.md section 4).
+    """
+    state = accelerator.get_state_dict(model)
+    targets = {name: folder if len(tasks) == 1 else folder / name for name in tasks}
+    if accelerator.is_main_process:
+        for name, task in tasks.items():
+            prefix = "" if len(tasks) == 1 else f"models.{name}."
+            own = {key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)}
+            # DeepSpeed gathers tied weights as separate tensors; keep one copy (the model re-ties on load).
+            for tied in getattr(task.model, "all_tied_weights_keys", None) or {}:
+                own.pop(tied, None)
+            task.model.save_pretrained(targets[name], state_dict=own, safe_serialization=True)
+            task.processor.save_pretrained(targets[name])
+            logger.info("Exported %s to %s", name, targets[name])
+    accelerator.wait_for_everyone()
+    return {name: str(path) for name, path in targets.items()}
+
+
+__all__ = ["export_models"]

@@ -1,0 +1,289 @@
+"""Everything a run needs before its first step: the Accelerator, the run folder, each task's tokenizer,
+data and model, the optimizer and the schedule. The training loop itself is in `mmfm.training.trainer`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from accelerate import Accelerator
+from accelerate.utils import (
+    DistributedDataParallelKwargs,
+    DistributedType,
+    InitProcessGroupKwargs,
+    ProjectConfiguration,
+    TorchDynamoPlugin,
+)
+from transformers import PreTrainedModel, get_scheduler
+
+from .checkpointing import complete_checkpoints
+from .config import RunConfig, TaskSection, TrainingSection, flatten, to_dict
+from .data import BatchStream, RowCollator, first_row, load_rows, pack_texts
+from .tasks import (
+    OBJECTIVES,
+    UNIT_NAMES,
+    Objective,
+    build_model,
+    build_processor,
+    fields_from_data,
+    forward_input_names,
+    load_tokenizer,
+)
+
+logger = logging.getLogger(__name__)
+
+RUN_FILE = "run_config.yaml"
+# Fields that may change when a run is continued (longer, with other logging or checkpoint settings).
+CONTINUABLE = ("output_dir", "overwrite_output_dir", "training.max_steps", "checkpointing.", "logging.")
+
+
+# ---------------------------------------------------------------------------------------------- accelerator
+
+
+def build_accelerator(config: RunConfig) -> Accelerator:
+    """An Accelerator for the run: CPU (gloo) when there is no GPU, DDP that tolerates parameters a step
+    does not use (multi-task runs train one task per step), TensorBoard under `<output_dir>/logs`."""
+    no_gpu = not torch.cuda.is_available()
+    deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+    handlers: list[Any] = []
+    if no_gpu and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # DeepSpeed on CPU needs the backend named explicitly (notes/stack.md section 4); a single process
+        # without a launcher must not ask for a process group at all.
+        handlers.append(InitProcessGroupKwargs(backend="gloo", timeout=timedelta(minutes=30)))
+    if len(config.tasks) > 1:
+        handlers.append(DistributedDataParallelKwargs(find_unused_parameters=True))
+    training = config.training
+    accelerator = Accelerator(
+        # `cpu=True` makes a multi-process CPU launch use DDP over gloo; it would also switch DeepSpeed off,
+        # which runs on CPU by itself (DS_ACCELERATOR=cpu).
+        cpu=no_gpu and not deepspeed,
+        mixed_precision=training.mixed_precision,
+        gradient_accumulation_steps=training.gradient_accumulation_steps,
+        log_with=[t for t in config.logging.report_to if t != "none"] or None,
+        project_config=ProjectConfiguration(
+            project_dir=config.output_dir, logging_dir=f"{config.output_dir}/logs"
+        ),
+        kwargs_handlers=handlers,
+        dynamo_plugin=TorchDynamoPlugin(backend="inductor") if training.torch_compile else None,
+        step_scheduler_with_optimizer=False,
+    )
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        _fill_deepspeed_config(accelerator, training)
+    return accelerator
+
+
+def _fill_deepspeed_config(accelerator: Accelerator, training: TrainingSection) -> None:
+    """Values Accelerate would take from a prepared DataLoader or its own config: the recipe batches
+    itself (per task), so it fills them from the run config."""
+    ds_config = accelerator.state.deepspeed_plugin.deepspeed_config
+    if ds_config.get("train_micro_batch_size_per_gpu", "auto") == "auto":
+        ds_config["train_micro_batch_size_per_gpu"] = training.per_device_batch_size
+    if ds_config.get("train_batch_size", "auto") == "auto":
+        ds_config["train_batch_size"] = (
+            training.per_device_batch_size * training.gradient_accumulation_steps * accelerator.num_processes
+        )
+    if ds_config.get("gradient_clipping", "auto") == "auto":
+        ds_config["gradient_clipping"] = training.max_grad_norm or 0.0
+
+
+# ---------------------------------------------------------------------------------------------- run folder
+
+
+def prepare_output_dir(config: RunConfig, accelerator: Accelerator) -> None:
+    """Refuse to mix runs: `output_dir` must be new, or hold this same run (which then continues).
+
+    Raises:
+        ValueError: the folder holds a different run (the differing fields are listed), files that are no
+            mmfm run, or checkpoints of this run while `checkpointing.resume` is `none`.
+    """
+    out = Path(config.output_dir)
+    if config.overwrite_output_dir and out.exists() and accelerator.is_main_process:
+        shutil.rmtree(out)
+    accelerator.wait_for_everyone()
+    current = to_dict(config)
+    run_file = out / RUN_FILE
+    if run_file.is_file():
+        differing = _run_differences(yaml.safe_load(run_file.read_text()) or {}, current)
+        if differing:
+            raise ValueError(
+                f"`output_dir` {out} holds a different run (fields that differ: {differing}). Choose another "
+                "`output_dir`, or set `overwrite_output_dir=true` to delete that run."
+            )
+        if config.checkpointing.resume == "none" and complete_checkpoints(out / "checkpoints"):
+            raise ValueError(
+                f"`output_dir` {out} holds checkpoints of this run but `checkpointing.resume` is none: set "
+                "`checkpointing.resume=auto` to continue it or `overwrite_output_dir=true` to start over."
+            )
+    elif out.is_dir() and any(out.iterdir()):
+        raise ValueError(
+            f"`output_dir` {out} is not empty and holds no mmfm run ({RUN_FILE} is missing). Choose an empty "
+            "or new folder, or set `overwrite_output_dir=true` to delete its contents."
+        )
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        run_file.write_text(yaml.safe_dump(current, sort_keys=False))
+    accelerator.wait_for_everyone()
+
+
+def _run_differences(saved: dict, current: dict) -> list[str]:
+    saved_flat, current_flat = flatten(saved), flatten(current)
+    keys = sorted(set(saved_flat) | set(current_flat))
+    return [
+        k for k in keys
+        if saved_flat.get(k) != current_flat.get(k) and not any(k == c or k.startswith(c) for c in CONTINUABLE)
+        and not k.endswith(".data.num_workers")
+    ]  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------- tasks
+
+
+@dataclass
+class Task:
+    """One objective of the run with everything the loop needs for it.
+
+    Attributes:
+        name: the task's key in the config (`tasks.<name>`).
+        objective: what the objective name stands for (model class, text corruption, ...).
+        model: the pretraining model (not wrapped; the loop calls the prepared one).
+        processor: turns rows into model inputs; saved with the exported model.
+        text_collator: text only: pads and corrupts token ids (e.g. MLM masking).
+        stream: this process's endless batches.
+        input_names: the model's forward arguments (other processor outputs are dropped).
+        unit: what throughput counts (tokens, patches, nodes).
+    """
+
+    name: str
+    section: TaskSection
+    objective: Objective
+    model: PreTrainedModel
+    processor: Any
+    text_collator: Any
+    stream: BatchStream
+    input_names: set[str]
+    unit: str
+    flops_per_unit: float | None = field(default=None)
+
+
+def build_tasks(config: RunConfig, accelerator: Accelerator) -> dict[str, Task]:
+    """Tokenizer, data (checked before any model is built) and model of every task, in config order.
+
+    Every process builds every model (a collective operation under DeepSpeed ZeRO-3). The main process
+    reads and packs data first so the `datasets` cache is written once.
+    """
+    tasks = {}
+    for name, section in config.tasks.items():
+        where = f"tasks.{name}"
+        objective = OBJECTIVES[section.objective]
+        tokenizer = load_tokenizer(section, where) if objective.modality == "text" else None
+        with accelerator.main_process_first():
+            rows = load_rows(section.data, objective.modality, f"{where}.data")
+            first = first_row(rows)
+            if objective.modality == "text" and section.data.packing:
+                rows = pack_texts(rows, tokenizer, section.data, f"{where}.data")
+        model = build_model(
+            section,
+            where,
+            tokenizer,
+            config.training.attn_implementation,
+            fields_from_data(objective.modality, first),
+        )
+        if config.training.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+        processor = build_processor(model.config, tokenizer)
+        collate = RowCollator(objective.modality, processor, section.data, objective.processor_kwargs, where)
+        stream = BatchStream(
+            rows, collate, config.training.per_device_batch_size, accelerator.process_index,
+            accelerator.num_processes, config.seed, section.data.num_workers, section.data.shuffle_buffer,
+            f"{where}.data",
+        )  # fmt: skip
+        text_collator = objective.text_collator(tokenizer, model.config) if objective.text_collator else None
+        tasks[name] = Task(
+            name, section, objective, model, processor, text_collator, stream,
+            forward_input_names(model), UNIT_NAMES[objective.modality],
+        )  # fmt: skip
+        partitioned = any(hasattr(p, "ds_numel") for p in model.parameters())
+        logger.info(
+            "Task %s: %s, %.2fM parameters%s", name, type(model).__name__, _num_parameters(model) / 1e6,
+            " (built partitioned by DeepSpeed ZeRO-3)" if partitioned else "",
+        )  # fmt: skip
+    return tasks
+
+
+def _num_parameters(model: torch.nn.Module) -> int:
+    return sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters())
+
+
+class MultiTaskModel(torch.nn.Module):
+    """The pretraining models of a multi-task run under one module, so Accelerate and DeepSpeed wrap,
+    clip, step and checkpoint them together. `forward(task, **inputs)` runs one task's model."""
+
+    def __init__(self, models: dict[str, PreTrainedModel]):
+        super().__init__()
+        self.models = torch.nn.ModuleDict(models)
+
+    def forward(self, task: str, **inputs: Any) -> Any:
+        return self.models[task](**inputs)
+
+
+def combine_models(tasks: dict[str, Task]) -> torch.nn.Module:
+    """The one model the optimizer trains: the task's model, or a `MultiTaskModel` of several."""
+    if len(tasks) == 1:
+        return next(iter(tasks.values())).model
+    return MultiTaskModel({name: task.model for name, task in tasks.items()})
+
+
+# ---------------------------------------------------------------------------------------------- optimisation
+
+
+def build_optimizer(model: torch.nn.Module, training: TrainingSection) -> torch.optim.Optimizer:
+    """AdamW with weight decay on matrices only (weights of linear layers and embeddings), not on biases,
+    norms, positional vectors or learned tokens, as in BERT, GPT-2 and nanoGPT."""
+    decay, no_decay = [], []
+    for parameter in model.parameters():
+        if not parameter.requires_grad:
+            continue
+        shape = getattr(parameter, "ds_shape", parameter.shape)  # ZeRO-3 parameters are flat partitions
+        (decay if len(shape) >= 2 else no_decay).append(parameter)
+    groups = [
+        {"params": decay, "weight_decay": training.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(
+        [g for g in groups if g["params"]], lr=training.learning_rate,
+        betas=(training.adam_beta1, training.adam_beta2), eps=training.adam_epsilon,
+    )  # fmt: skip
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, training: TrainingSection):
+    """Linear warmup over `warmup_ratio` of the steps, then cosine, linear or constant."""
+    name = {"constant": "constant_with_warmup"}.get(training.lr_scheduler, training.lr_scheduler)
+    warmup = round(training.warmup_ratio * training.max_steps)
+    return get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=training.max_steps)
+
+
+def tracker_config(config: RunConfig) -> dict[str, Any]:
+    """The config flattened for trackers (TensorBoard hparams take scalars)."""
+    return flatten(to_dict(config))
+
+
+__all__ = [
+    "MultiTaskModel",
+    "Task",
+    "build_accelerator",
+    "build_optimizer",
+    "build_scheduler",
+    "build_tasks",
+    "combine_models",
+    "prepare_output_dir",
+    "tracker_config",
+]

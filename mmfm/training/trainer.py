@@ -1,0 +1,385 @@
+"""The training loop: pick a task, accumulate its micro-batches, clip, step, schedule, log, save.
+
+Randomness is reproducible across a kill and resume: data order comes from the seed and the stream
+positions, text masks from a generator seeded per micro-batch, and everything else (model masks,
+dropout) from the global generators, which Accelerate saves and restores with each checkpoint.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedType
+from tqdm.auto import tqdm
+
+from .checkpointing import complete_checkpoints, load_checkpoint, save_checkpoint
+from .config import RunConfig
+from .metrics import ThroughputMeter, count_flops, peak_flops_per_second, peak_memory_bytes
+from .plots import plot_loss_curve
+from .setup import Task, tracker_config
+from .tasks import count_units
+
+logger = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """Too many steps had a NaN or infinite loss."""
+
+
+class Trainer:
+    """Runs `config.training.max_steps` optimizer steps of `model` (prepared here) over `tasks`.
+
+    Args:
+        config: the run.
+        accelerator: from `build_accelerator`.
+        tasks: from `build_tasks`.
+        model: the task's model or a `MultiTaskModel`; `optimizer` and `scheduler` built on it.
+    """
+
+    def __init__(
+        self, config: RunConfig, accelerator: Accelerator, tasks: dict[str, Task], model, optimizer, scheduler
+    ):
+        self.config, self.accelerator, self.tasks = config, accelerator, tasks
+        self.output_dir = Path(config.output_dir)
+        if accelerator.distributed_type == DistributedType.DEEPSPEED and len(tasks) > 1:
+            _fill_zero3_buckets(accelerator, tasks)
+        self.model, self.optimizer = accelerator.prepare(model, optimizer)
+        self.scheduler = scheduler  # stepped here once per optimizer step, saved with the checkpoints
+        accelerator.register_for_checkpointing(scheduler)
+        self.multi_task = len(tasks) > 1
+        self.deepspeed = accelerator.distributed_type == DistributedType.DEEPSPEED
+        self.step = 0
+        self.counters = {"micro_batches": 0, "nonfinite_steps": 0, "skipped_samples": 0, "samples": 0}
+        self.history: list[dict[str, Any]] = []
+        self.resumed_from: str | None = None
+        self.train_seconds = 0.0
+        units = {task.unit for task in tasks.values()}
+        self.unit = units.pop() if len(units) == 1 else "items"
+        peak = peak_flops_per_second(accelerator.device, config.training.mixed_precision)
+        self.meter = ThroughputMeter(accelerator.num_processes, peak, self.unit)
+        self._window = self._new_window()
+        self._weights = torch.tensor([t.section.weight for t in tasks.values()], dtype=torch.float64)
+
+    # ------------------------------------------------------------------------------------------ resume
+
+    def resume(self) -> None:
+        """Continue from a checkpoint when `checkpointing.resume` asks for it (`auto`: the newest)."""
+        resume = self.config.checkpointing.resume
+        if resume == "none":
+            return
+        if resume == "auto":
+            found = complete_checkpoints(self.output_dir / "checkpoints")
+            if not found:
+                return
+            folder = found[-1]
+        else:
+            folder = Path(resume)
+        state, self.history = load_checkpoint(self.accelerator, folder)
+        self.step = int(state["step"])
+        self.counters.update(state["counters"])
+        self.train_seconds = float(state.get("train_seconds", 0.0))
+        for name, position in state["streams"].items():
+            self.tasks[name].stream.load_state_dict(position)
+        self.resumed_from = str(folder)
+        logger.info("Resumed from %s at step %d.", folder, self.step)
+
+    def _trainer_state(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "counters": dict(self.counters),
+            "train_seconds": self.train_seconds,
+            "streams": {name: task.stream.state_dict() for name, task in self.tasks.items()},
+        }
+
+    def save(self) -> Path:
+        return save_checkpoint(
+            self.accelerator, self.output_dir / "checkpoints", self.step, self._trainer_state(), self.history,
+            self.config.checkpointing.keep_last,
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------------------------------ loop
+
+    def train(self) -> None:
+        training, checkpointing = self.config.training, self.config.checkpointing
+        if self.config.logging.report_to and self.config.logging.report_to != ["none"]:
+            self.accelerator.init_trackers("mmfm", config=tracker_config(self.config))
+        bar = tqdm(
+            total=training.max_steps, initial=self.step, desc="pretraining", unit="step", dynamic_ncols=True,
+            disable=not (self.accelerator.is_main_process and self.config.logging.progress_bar),
+        )  # fmt: skip
+        self.model.train()
+        while self.step < training.max_steps:
+            started = time.perf_counter()
+            result = self._guarded_step()
+            self.step += 1
+            seconds = time.perf_counter() - started
+            self.train_seconds += seconds
+            self._account(result, seconds)
+            bar.update(1)
+            bar.set_postfix(task=result["task"], loss=f"{result['loss']:.4f}", refresh=False)
+            if self.step % self.config.logging.log_every == 0 or self.step == training.max_steps:
+                record = self._log()
+                bar.set_postfix(
+                    loss=f"{record['loss']:.4f}", samples_s=f"{record.get('samples_per_s', 0):.1f}"
+                )
+            if checkpointing.save_every and self.step % checkpointing.save_every == 0:
+                self.save()
+        bar.close()
+        if not (checkpointing.save_every and self.step % checkpointing.save_every == 0):
+            self.save()  # the end state, so a longer run can continue from it
+
+    def _guarded_step(self) -> dict[str, Any]:
+        try:
+            return self._optimizer_step()
+        except torch.OutOfMemoryError as err:
+            raise RuntimeError(self._oom_message()) from err
+        except RuntimeError as err:
+            if "can't allocate memory" in str(err) or "out of memory" in str(err).lower():
+                raise RuntimeError(self._oom_message()) from err
+            raise
+
+    def _oom_message(self) -> str:
+        t = self.config.training
+        smaller = max(1, t.per_device_batch_size // 2)
+        return (
+            f"Out of memory at step {self.step + 1} with training.per_device_batch_size={t.per_device_batch_size}. "
+            f"Try training.per_device_batch_size={smaller} "
+            f"training.gradient_accumulation_steps={t.gradient_accumulation_steps * 2} (the same rows per step), "
+            "training.gradient_checkpointing=true, or training.mixed_precision=bf16."
+        )
+
+    def _pick_task(self) -> Task:
+        """The task of this step: drawn by weight from a generator seeded by the step, so every process
+        trains the same task in the same step, and a resumed run draws what the first run would have."""
+        if not self.multi_task:
+            return next(iter(self.tasks.values()))
+        generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + self.step)
+        index = int(torch.multinomial(self._weights, 1, generator=generator))
+        return list(self.tasks.values())[index]
+
+    def _optimizer_step(self) -> dict[str, Any]:
+        task = self._pick_task()
+        losses, nonfinite, grad_norm = [], False, None
+        samples = units = flops = 0
+        for _ in range(self.config.training.gradient_accumulation_steps):
+            inputs, rows = self._next_inputs(task)
+            with self.accelerator.accumulate(self.model):
+                loss, finite, step_flops = self._forward_backward(task, inputs)
+                losses.append(loss.detach().float())
+                nonfinite |= not finite
+                if self.accelerator.sync_gradients:
+                    grad_norm = self._apply_gradients(nonfinite)
+            samples += rows
+            step_units = count_units(task.objective.modality, inputs, task.model.config)
+            units += step_units
+            flops += step_flops if step_flops is not None else (task.flops_per_unit or 0) * step_units
+        self.scheduler.step()
+        if nonfinite:
+            self.counters["nonfinite_steps"] += 1
+            self._check_nonfinite_limit()
+        loss = torch.stack(losses).mean().item()
+        return {"task": task.name, "loss": loss, "finite": not nonfinite, "samples": samples, "units": units,
+                "flops": flops if task.flops_per_unit else None, "grad_norm": grad_norm}  # fmt: skip
+
+    def _next_inputs(self, task: Task) -> tuple[dict[str, torch.Tensor], int]:
+        """The next non-empty batch of `task` as model inputs on the device, and its number of rows."""
+        while True:
+            batch = next(task.stream)
+            self.counters["skipped_samples"] += batch["num_skipped"]
+            if batch["inputs"]:
+                break
+        inputs = batch["inputs"]
+        if task.text_collator is not None:
+            # One generator per micro-batch, seeded by its index on this process: the same masks after a resume.
+            seed = (self.config.seed * 1_000_003 + self.accelerator.process_index) * 1_000_003
+            generator = torch.Generator().manual_seed((seed + self.counters["micro_batches"]) % 2**63)
+            inputs = self._collate_text(task, inputs, generator)
+        self.counters["micro_batches"] += 1
+        device = self.accelerator.device
+        inputs = {k: v.to(device) for k, v in inputs.items() if k in task.input_names}
+        return inputs, batch["num_rows"]
+
+    @staticmethod
+    def _collate_text(task: Task, input_ids: list[list[int]], generator: torch.Generator) -> dict:
+        examples = [{"input_ids": ids} for ids in input_ids]
+        if "generator" in inspect.signature(task.text_collator.__call__).parameters:
+            return dict(task.text_collator(examples, generator=generator))
+        return dict(task.text_collator(examples))  # no randomness (causal LM)
+
+    def _forward_backward(self, task: Task, inputs: dict) -> tuple[torch.Tensor, bool, int | None]:
+        """Forward and backward of one micro-batch; FLOPs are counted on the first one of each task."""
+
+        def run() -> tuple[torch.Tensor, bool]:
+            outputs = self.model(task.name, **inputs) if self.multi_task else self.model(**inputs)
+            loss = outputs.loss
+            finite = self._finite_everywhere(loss)
+            # A non-finite loss still runs backward under DDP (its gradient all-reduce must happen on every
+            # process; the step is then dropped). DeepSpeed steps inside backward, so there it is skipped.
+            if finite or not self.deepspeed:
+                self.accelerator.backward(loss)
+            return loss, finite
+
+        if task.flops_per_unit is not None:
+            return *run(), None
+        (loss, finite), flops = count_flops(run)
+        units = count_units(task.objective.modality, inputs, task.model.config)
+        task.flops_per_unit = flops / max(units, 1)
+        return loss, finite, flops
+
+    def _finite_everywhere(self, loss: torch.Tensor) -> bool:
+        finite = torch.isfinite(loss.detach()).float().reshape(1)
+        if self.accelerator.num_processes > 1:
+            finite = self.accelerator.reduce(finite, reduction="sum") / self.accelerator.num_processes
+        return bool(finite.item() == 1.0)
+
+    def _apply_gradients(self, nonfinite: bool) -> float | None:
+        if nonfinite:
+            self.optimizer.zero_grad(set_to_none=True)
+            return None
+        norm = None
+        if self.config.training.max_grad_norm is not None:
+            norm = self.accelerator.clip_grad_norm_(
+                self.model.parameters(), self.config.training.max_grad_norm
+            )
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(norm) if norm is not None else None
+
+    def _check_nonfinite_limit(self) -> None:
+        limit = self.config.training.max_nonfinite_steps
+        logger.warning("Step %d had a non-finite loss and was skipped (%d so far).", self.step + 1,
+                       self.counters["nonfinite_steps"])  # fmt: skip
+        if self.counters["nonfinite_steps"] > limit:
+            raise NonFiniteLossError(
+                f"Stopped at step {self.step + 1}: {self.counters['nonfinite_steps']} steps had a NaN or infinite "
+                f"loss (more than training.max_nonfinite_steps={limit}). Lower training.learning_rate, keep "
+                "training.max_grad_norm on, prefer bf16 to fp16, or look for extreme values in the data. "
+                f"Checkpoints before the divergence are in {self.output_dir / 'checkpoints'}."
+            )
+
+    # ------------------------------------------------------------------------------------------ metrics
+
+    def _new_window(self) -> dict[str, Any]:
+        return {"steps": 0, "seconds": 0.0, "samples": 0, "units": 0, "flops": 0, "flops_known": True,
+                "loss": {name: [0.0, 0] for name in self.tasks}, "grad_norm": []}  # fmt: skip
+
+    def _account(self, result: dict[str, Any], seconds: float) -> None:
+        w = self._window
+        w["steps"] += 1
+        w["seconds"] += seconds
+        w["samples"] += result["samples"]
+        w["units"] += result["units"]
+        if result["flops"] is None:
+            w["flops_known"] = False
+        else:
+            w["flops"] += result["flops"]
+        if result["finite"]:
+            w["loss"][result["task"]][0] += result["loss"]
+            w["loss"][result["task"]][1] += 1
+        if result["grad_norm"] is not None:
+            w["grad_norm"].append(result["grad_norm"])
+        self.counters["samples"] += result["samples"]
+
+    def _log(self) -> dict[str, Any]:
+        """Reduce the window over processes, log it to the trackers and the history, start a new window."""
+        w, names = self._window, list(self.tasks)
+        values = [w["samples"], w["units"], w["flops"], self.counters["skipped_samples"]]
+        values += [x for name in names for x in w["loss"][name]]
+        totals = torch.tensor(values, dtype=torch.float64, device=self.accelerator.device)
+        if self.accelerator.num_processes > 1:
+            totals = self.accelerator.reduce(totals, reduction="sum")
+        totals = totals.tolist()
+        samples, units, flops, skipped = totals[:4]
+        losses = {
+            name: totals[4 + 2 * i] / totals[5 + 2 * i] for i, name in enumerate(names) if totals[5 + 2 * i]
+        }
+        count = sum(totals[5 + 2 * i] for i in range(len(names)))
+        record: dict[str, Any] = {"step": self.step}
+        record["loss"] = sum(totals[4 + 2 * i] for i in range(len(names))) / count if count else math.nan
+        if self.multi_task:
+            record.update({f"{name}/loss": value for name, value in losses.items()})
+        record["lr"] = self.scheduler.get_last_lr()[0]
+        if w["grad_norm"]:
+            record["grad_norm"] = sum(w["grad_norm"]) / len(w["grad_norm"])
+        # One meter update per logging window, as per-step averages (the counts were just summed over
+        # processes); the meter's summary leaves out the first window (warm-up, FLOP counting).
+        steps = w["steps"]
+        per_step_flops = int(flops / steps) if w["flops_known"] else None
+        throughput = self.meter.update(
+            w["seconds"] / steps, round(samples / steps), round(units / steps), per_step_flops
+        )
+        record.update(throughput)
+        record["peak_memory_gib"] = peak_memory_bytes(self.accelerator.device) / 2**30
+        record["nonfinite_steps"] = self.counters["nonfinite_steps"]
+        record["skipped_samples"] = int(skipped)
+        self.history.append(record)
+        self.accelerator.log({k: v for k, v in record.items() if k != "step"}, step=self.step)
+        self._window = self._new_window()
+        return record
+
+    # ------------------------------------------------------------------------------------------ the end
+
+    def finish(self, exported: dict[str, str]) -> dict[str, Any]:
+        """Write `metrics.json` and `loss.png` (main process) and close the trackers; returns the metrics."""
+        summary = self.metrics_summary(exported)
+        if self.accelerator.is_main_process:
+            (self.output_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+            if any(math.isfinite(r.get("loss", math.nan)) for r in self.history):
+                plot_loss_curve(
+                    self.history,
+                    self.output_dir / "loss.png",
+                    title=f"mmfm pretraining: {self.output_dir.name}",
+                )
+        self.accelerator.end_training()
+        return summary
+
+    def metrics_summary(self, exported: dict[str, str]) -> dict[str, Any]:
+        last = self.history[-1] if self.history else {}
+        return {
+            "output_dir": str(self.output_dir),
+            "objectives": {name: task.section.objective for name, task in self.tasks.items()},
+            "steps": self.step,
+            "num_processes": self.accelerator.num_processes,
+            "distributed_type": str(self.accelerator.distributed_type),
+            "device": str(self.accelerator.device),
+            "mixed_precision": self.config.training.mixed_precision,
+            "rows_per_step": self.config.training.per_device_batch_size
+            * self.accelerator.num_processes
+            * self.config.training.gradient_accumulation_steps,
+            "final_loss": last.get("loss"),
+            "final_task_losses": {k: v for k, v in last.items() if k.endswith("/loss")},
+            "throughput": self.meter.summary(),
+            "peak_memory_gib": max((r["peak_memory_gib"] for r in self.history), default=None),
+            "nonfinite_steps": self.counters["nonfinite_steps"],
+            "skipped_samples": last.get("skipped_samples", 0),
+            "train_seconds": self.train_seconds,
+            "resumed_from": self.resumed_from,
+            "exported": exported,
+            "history": self.history,
+        }
+
+
+def _fill_zero3_buckets(accelerator: Accelerator, tasks: dict[str, Task]) -> None:
+    """Accelerate sizes ZeRO-3's buckets from `model.config.hidden_size`, which a `MultiTaskModel` lacks:
+    use the widest task's width, with Accelerate's own formulas."""
+    width = max(task.model.config.hidden_size for task in tasks.values())
+    zero = accelerator.state.deepspeed_plugin.deepspeed_config.get("zero_optimization", {})
+    sizes = {
+        "reduce_bucket_size": width * width,
+        "stage3_prefetch_bucket_size": int(0.9 * width * width),
+        "stage3_param_persistence_threshold": 10 * width,
+    }
+    for key, value in sizes.items():
+        if zero.get(key) == "auto":
+            zero[key] = value
+
+
+__all__ = ["NonFiniteLossError", "Trainer"]

@@ -1,0 +1,116 @@
+"""Helpers of the training tests: run the recipe in this process or under `accelerate launch`, read the
+exported weights, and write small local datasets from the demo corpus."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+import yaml
+from accelerate.state import AcceleratorState, GradientState
+from safetensors.torch import load_file
+
+REPO = Path(__file__).resolve().parents[2]
+RECIPE = REPO / "recipes" / "pretrain.py"
+ACCELERATE = Path(sys.executable).with_name("accelerate")
+TINY = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}
+
+
+def _load_recipe():
+    spec = importlib.util.spec_from_file_location("mmfm_recipe_pretrain", RECIPE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_in_process(*argv: str) -> dict:
+    """`recipes/pretrain.py argv` in this process (a fresh Accelerator state each time); its metrics."""
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    try:
+        return _load_recipe().main(list(argv))
+    finally:
+        AcceleratorState._reset_state(True)
+        GradientState._reset_state()
+
+
+def launch_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1",
+        DS_ACCELERATOR="cpu", TORCH_EXTENSIONS_DIR=env.get("TORCH_EXTENSIONS_DIR", str(REPO / ".cache" / "torch_extensions")),
+        MMFM_HOME=env.get("MMFM_HOME", str(REPO / ".cache" / "mmfm")), PYTHONUNBUFFERED="1",
+    )  # fmt: skip
+    env.pop("ACCELERATE_USE_CPU", None)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def launch_command(launch_args: list[str], recipe_args: list[str]) -> list[str]:
+    return [str(ACCELERATE), "launch", *launch_args, str(RECIPE), *recipe_args]
+
+
+def launch(launch_args: list[str], recipe_args: list[str], log: Path, timeout: float = 300) -> None:
+    """Run `accelerate launch launch_args recipes/pretrain.py recipe_args`; fail with the log's tail."""
+    with open(log, "w") as out:
+        result = subprocess.run(
+            launch_command(launch_args, recipe_args), cwd=REPO, env=launch_env(), stdout=out,
+            stderr=subprocess.STDOUT, timeout=timeout, check=False,
+        )  # fmt: skip
+    assert result.returncode == 0, f"launch failed ({result.returncode}):\n{log.read_text()[-4000:]}"
+
+
+def weights(model_folder: str | Path) -> dict[str, torch.Tensor]:
+    return load_file(str(Path(model_folder) / "model.safetensors"))
+
+
+def max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    assert sorted(a) == sorted(b), f"different tensors: {sorted(set(a) ^ set(b))}"
+    return max((a[k].float() - b[k].float()).abs().max().item() for k in a)
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def demo_texts(count: int) -> list[str]:
+    from mmfm.data.demo import load_demo_dataset
+
+    return load_demo_dataset("text", "corpus")["train"].select(range(count))["text"]
+
+
+def write_run_config(path: Path, tree: dict) -> Path:
+    path.write_text(yaml.safe_dump(tree, sort_keys=False))
+    return path
+
+
+def metrics(output_dir: str | Path) -> dict:
+    return json.loads((Path(output_dir) / "metrics.json").read_text())
+
+
+MAE = [
+    "tasks.mae.objective=mae", "tasks.mae.data.subsets=[digits]", "tasks.mae.model.config={image_size: 16, patch_size: 4}",
+    "training.per_device_batch_size=8", "logging.log_every=1", "logging.progress_bar=false",
+    "checkpointing.save_every=0", "logging.report_to=[]",
+] + [f"tasks.mae.model.config.{k}={v}" for k, v in TINY.items()] + [
+    f"tasks.mae.model.config.decoder_{k}={v}" for k, v in TINY.items()
+]  # fmt: skip
+
+
+def mae_run(tmp_path, *extra: str) -> list[str]:
+    """A tiny MAE run over demo digits as the only task (the default text task removed by a config)."""
+    config = tmp_path / "mae.yaml"
+    config.write_text("tasks: {}\n")
+    return ["--config", str(config), f"output_dir={tmp_path / 'run'}", *MAE, *extra]

@@ -1,0 +1,54 @@
+"""Every recipe config runs end to end for a few steps (tiny widths), in this process: it trains, saves
+checkpoints, logs to TensorBoard, writes metrics.json and loss.png, and exports models that the Auto
+classes load with their processors."""
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForPreTraining
+
+from mmfm.processing import MMFMProcessor
+
+from ._runs import TINY, metrics, run_in_process
+
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "recipes" / "configs").glob("*.yaml"))
+
+
+def tiny_overrides(config: Path) -> list[str]:
+    """Widths shrunk to TINY for every task of `config` (decoders too), batch 4, 3 steps."""
+    tree = yaml.safe_load(config.read_text())
+    overrides = ["training.max_steps=3", "training.per_device_batch_size=4", "logging.log_every=1",
+                 "checkpointing.save_every=2", "logging.progress_bar=false"]  # fmt: skip
+    for name, task in tree["tasks"].items():
+        overrides += [f"tasks.{name}.model.config.{key}={value}" for key, value in TINY.items()]
+        if "decoder_hidden_size" in (task.get("model") or {}).get("config", {}):
+            overrides += [f"tasks.{name}.model.config.decoder_{k}={v}" for k, v in TINY.items()]
+    return overrides
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
+def test_recipe_config_runs_and_exports(config, tmp_path):
+    out = tmp_path / config.stem
+    result = run_in_process("--config", str(config), f"output_dir={out}", *tiny_overrides(config))
+    assert result == metrics(out)
+    assert result["steps"] == 3 and [r["step"] for r in result["history"]] == [1, 2, 3]
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in result["history"])
+    assert result["throughput"]["samples_per_s"] > 0 and result["throughput"]["tflops_per_s_per_device"] > 0
+    assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert list((out / "logs").rglob("events.out.tfevents.*")), "no TensorBoard event file"
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_00000002", "step_00000003"]
+    assert yaml.safe_load((out / "run_config.yaml").read_text())["training"]["max_steps"] == 3
+    for name, folder in result["exported"].items():
+        encoder = AutoModel.from_pretrained(folder)
+        assert type(encoder).__name__.endswith("Model") and encoder.config.hidden_size == TINY["hidden_size"]
+        objective = result["objectives"][name]
+        auto_class = {"clm": AutoModelForCausalLM, "mlm": AutoModelForMaskedLM}.get(
+            objective, AutoModelForPreTraining
+        )
+        with_heads = auto_class.from_pretrained(folder)
+        trained = with_heads.state_dict()
+        for key, value in encoder.state_dict().items():  # the encoder inside equals the bare encoder
+            assert torch.equal(value, trained[f"encoder.{key}"]), (name, key)
+        assert MMFMProcessor.from_pretrained(folder).modalities
