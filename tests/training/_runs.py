@@ -114,3 +114,33 @@ def mae_run(tmp_path, *extra: str) -> list[str]:
     config = tmp_path / "mae.yaml"
     config.write_text("tasks: {}\n")
     return ["--config", str(config), f"output_dir={tmp_path / 'run'}", *MAE, *extra]
+
+
+def causal_text_start(root: Path) -> tuple[Path, Path]:
+    """(a JSON-lines file of 300 demo texts, a saved tiny causal LM with its tokenizer) under `root`:
+    runs that start from the same saved model and data can be compared weight for weight."""
+    from mmfm.data.demo import load_demo_tokenizer
+    from mmfm.models import MMFMTextConfig
+    from mmfm.models.modeling_mmfm_text import MMFMTextForCausalLM
+
+    texts = write_jsonl(root / "texts.jsonl", [{"text": t} for t in demo_texts(300)])
+    tokenizer = load_demo_tokenizer()
+    config = MMFMTextConfig.from_preset(
+        "tiny", vocab_size=len(tokenizer), is_causal=True, pooling="last", max_position_embeddings=64, **TINY
+    )
+    torch.manual_seed(0)
+    start = root / "start"
+    MMFMTextForCausalLM(config).save_pretrained(start)
+    tokenizer.save_pretrained(start)
+    return texts, start
+
+
+def causal_text_config(path: Path, texts: Path, start: Path, steps: int, **data) -> Path:
+    """A run config training the saved causal LM `start` on `texts` for `steps` steps."""
+    return write_run_config(path, {
+        "tasks": {"clm": {"objective": "clm", "model": {"init_from": str(start)},
+                          "data": {"source": str(texts), "max_length": 64, **data}}},
+        "training": {"max_steps": steps, "learning_rate": 3e-3, "warmup_ratio": 0.0},
+        "checkpointing": {"save_every": 0},
+        "logging": {"log_every": 2, "progress_bar": False},
+    })  # fmt: skip

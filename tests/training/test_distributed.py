@@ -18,14 +18,11 @@ import pytest
 import torch
 from transformers import AutoModel, AutoModelForCausalLM
 
-from mmfm.data.demo import load_demo_tokenizer
-from mmfm.models import MMFMTextConfig
-from mmfm.models.modeling_mmfm_text import MMFMTextForCausalLM
-
 from ._runs import (
     REPO,
     TINY,
-    demo_texts,
+    causal_text_config,
+    causal_text_start,
     free_port,
     launch,
     launch_command,
@@ -34,9 +31,7 @@ from ._runs import (
     metrics,
     run_in_process,
     weights,
-    write_jsonl,
-    write_run_config,
-)  # fmt: skip
+)
 
 # Each test starts 2 training processes: on one pytest worker they do not compete for the same cores.
 pytestmark = pytest.mark.xdist_group("multiprocess")
@@ -50,22 +45,8 @@ def text_run(tmp_path_factory):
     """A run config over a local JSON-lines file, a saved starting model, and the weights one process
     reaches with batch 2 x BATCH."""
     root = tmp_path_factory.mktemp("distributed")
-    texts = write_jsonl(root / "texts.jsonl", [{"text": t} for t in demo_texts(300)])
-    tokenizer = load_demo_tokenizer()
-    config = MMFMTextConfig.from_preset(
-        "tiny", vocab_size=len(tokenizer), is_causal=True, pooling="last", max_position_embeddings=64, **TINY
-    )
-    torch.manual_seed(0)
-    start = root / "start"
-    MMFMTextForCausalLM(config).save_pretrained(start)
-    tokenizer.save_pretrained(start)
-    run_config = write_run_config(root / "clm.yaml", {
-        "tasks": {"clm": {"objective": "clm", "model": {"init_from": str(start)},
-                          "data": {"source": str(texts), "max_length": 64}}},
-        "training": {"max_steps": STEPS, "learning_rate": 3e-3, "warmup_ratio": 0.0},
-        "checkpointing": {"save_every": 0},
-        "logging": {"log_every": 2, "progress_bar": False},
-    })  # fmt: skip
+    texts, start = causal_text_start(root)
+    run_config = causal_text_config(root / "clm.yaml", texts, start, STEPS)
     single = root / "single"
     run_in_process(
         "--config", str(run_config), f"output_dir={single}", f"training.per_device_batch_size={2 * BATCH}"
