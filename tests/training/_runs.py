@@ -45,7 +45,7 @@ def launch_env() -> dict[str, str]:
     env.update(
         HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1",
         DS_ACCELERATOR="cpu", TORCH_EXTENSIONS_DIR=env.get("TORCH_EXTENSIONS_DIR", str(REPO / ".cache" / "torch_extensions")),
-        MMFM_HOME=env.get("MMFM_HOME", str(REPO / ".cache" / "mmfm")), PYTHONUNBUFFERED="1",
+        PYTHONUNBUFFERED="1",
     )  # fmt: skip
     env.pop("ACCELERATE_USE_CPU", None)
     return env

@@ -134,6 +134,7 @@ def test_sigkill_mid_training_then_resume_gives_the_uninterrupted_weights(tmp_pa
         deadline = time.time() + 240
         while not first.is_dir() and victim.poll() is None and time.time() < deadline:
             time.sleep(0.02)
+        assert victim.poll() is None, f"the run ended before its first checkpoint:\n{log.name}"
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait()
     assert not (killed_dir / "metrics.json").exists(), "the run finished before it could be killed"
