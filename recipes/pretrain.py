@@ -22,7 +22,6 @@ from mmfm.training import (
     build_scheduler,
     build_tasks,
     combine_models,
-    export_models,
     parse_command_line,
     prepare_output_dir,
 )
@@ -54,7 +53,7 @@ def main(argv: list[str] | None = None) -> dict:
     trainer = Trainer(config, accelerator, tasks, model, optimizer, scheduler)
     trainer.resume()
     trainer.train()
-    exported = export_models(accelerator, trainer.model, tasks, Path(config.output_dir) / "model")
+    exported = trainer.export(Path(config.output_dir) / "model")
     metrics = trainer.finish(exported)
     if accelerator.is_main_process:
         logging.getLogger("recipes.pretrain").info(

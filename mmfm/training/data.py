@@ -203,7 +203,9 @@ class RowCollator:
 
     def __call__(self, rows: list[dict]) -> dict[str, Any]:
         skipped = sum(int(row.pop("num_skipped", 0) or 0) for row in rows)
-        rows = [row for row in rows if "input_ids" not in row or len(row["input_ids"])]  # packing's count carriers
+        rows = [
+            row for row in rows if "input_ids" not in row or len(row["input_ids"])
+        ]  # packing's count carriers
         if not rows:
             return {"inputs": None, "num_rows": 0, "num_skipped": skipped}
         try:

@@ -17,16 +17,28 @@ logger = logging.getLogger(__name__)
 
 
 def export_models(
-    accelerator: Accelerator, model: torch.nn.Module, tasks: dict[str, Task], folder: Path
+    accelerator: Accelerator,
+    model: torch.nn.Module,
+    tasks: dict[str, Task],
+    folder: Path,
+    fp32_checkpoint: Path | None = None,
 ) -> dict[str, str]:
     """Save each task's model to `folder` (one task) or `folder/<task>` (several); returns task -> folder.
+
+    `fp32_checkpoint`: a DeepSpeed checkpoint (`save_state` folder) to read float32 master weights from,
+    for runs that trained in bf16/fp16 under DeepSpeed.
 
     Every process must call this: under DeepSpeed ZeRO-3 `get_state_dict` gathers the partitioned
     weights collectively (a main-process-only call would hang). The state dict goes through transformers'
     `save_pretrained`, which writes tied weights (the MLM decoder and the input embeddings) once, where
     DeepSpeed's own `zero_to_fp32 --safe_serialization` fails on them (notes/stack.md section 4).
     """
-    state = accelerator.get_state_dict(model)
+    if fp32_checkpoint is not None:
+        # DeepSpeed in bf16/fp16 keeps the float32 master weights in its optimizer partitions; the module
+        # (what get_state_dict gathers) holds their 16-bit copies. Export the master weights.
+        state = _deepspeed_fp32_state(fp32_checkpoint) if accelerator.is_main_process else {}
+    else:
+        state = accelerator.get_state_dict(model)
     targets = {name: folder if len(tasks) == 1 else folder / name for name in tasks}
     if accelerator.is_main_process:
         for name, task in tasks.items():
@@ -40,6 +52,12 @@ def export_models(
             logger.info("Exported %s to %s", name, targets[name])
     accelerator.wait_for_everyone()
     return {name: str(path) for name, path in targets.items()}
+
+
+def _deepspeed_fp32_state(checkpoint: Path) -> dict[str, torch.Tensor]:
+    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+    return get_fp32_state_dict_from_zero_checkpoint(str(checkpoint))
 
 
 __all__ = ["export_models"]

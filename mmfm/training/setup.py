@@ -199,7 +199,9 @@ def build_tasks(config: RunConfig, accelerator: Accelerator) -> dict[str, Task]:
         )
         if config.training.gradient_checkpointing:
             # transformers 5.24 renamed it (the old name warns); 5.17, our floor, has only the old one.
-            enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+            enable = (
+                getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+            )
             enable()
         processor = build_processor(model.config, tokenizer)
         collate = RowCollator(objective.modality, processor, section.data, objective.processor_kwargs, where)

@@ -20,8 +20,9 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedType
 from tqdm.auto import tqdm
 
-from .checkpointing import complete_checkpoints, load_checkpoint, save_checkpoint
+from .checkpointing import checkpoint_name, complete_checkpoints, load_checkpoint, save_checkpoint
 from .config import RunConfig
+from .export import export_models
 from .metrics import ThroughputMeter, count_flops, peak_flops_per_second, peak_memory_bytes
 from .plots import plot_loss_curve
 from .setup import Task, tracker_config
@@ -99,6 +100,14 @@ class Trainer:
             "streams": {name: task.stream.state_dict() for name, task in self.tasks.items()},
         }
 
+    def export(self, folder: Path) -> dict[str, str]:
+        """Export every task's model (see `export_models`); DeepSpeed runs in bf16/fp16 export the float32
+        master weights of the final checkpoint, which `train` always writes."""
+        fp32_checkpoint = None
+        if self.deepspeed and self.config.training.mixed_precision != "no":
+            fp32_checkpoint = self.output_dir / "checkpoints" / checkpoint_name(self.step)
+        return export_models(self.accelerator, self.model, self.tasks, folder, fp32_checkpoint)
+
     def save(self) -> Path:
         return save_checkpoint(
             self.accelerator, self.output_dir / "checkpoints", self.step, self._trainer_state(), self.history,
@@ -116,6 +125,7 @@ class Trainer:
             disable=not (self.accelerator.is_main_process and self.config.logging.progress_bar),
         )  # fmt: skip
         self.model.train()
+        postfix: dict[str, str] = {}
         while self.step < training.max_steps:
             started = time.perf_counter()
             result = self._guarded_step()
@@ -123,13 +133,14 @@ class Trainer:
             seconds = time.perf_counter() - started
             self.train_seconds += seconds
             self._account(result, seconds)
-            bar.update(1)
-            bar.set_postfix(task=result["task"], loss=f"{result['loss']:.4f}", refresh=False)
             if self.step % self.config.logging.log_every == 0 or self.step == training.max_steps:
                 record = self._log()
-                bar.set_postfix(
-                    loss=f"{record['loss']:.4f}", samples_s=f"{record.get('samples_per_s', 0):.1f}"
-                )
+                postfix["samples/s"] = f"{record.get('samples_per_s', 0):.1f}"
+            postfix.update(
+                loss=f"{result['loss']:.4f}", **({"task": result["task"]} if self.multi_task else {})
+            )
+            bar.set_postfix(postfix, refresh=False)
+            bar.update(1)
             if checkpointing.save_every and self.step % checkpointing.save_every == 0:
                 self.save()
         bar.close()
