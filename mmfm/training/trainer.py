@@ -178,13 +178,15 @@ class Trainer:
 
     def _optimizer_step(self) -> dict[str, Any]:
         task = self._pick_task()
-        losses, nonfinite, grad_norm = [], False, None
+        losses: dict[str, list[float]] = {}
+        nonfinite, grad_norm = False, None
         samples = units = flops = 0
         for _ in range(self.config.training.gradient_accumulation_steps):
             inputs, rows = self._next_inputs(task)
             with self.accelerator.accumulate(self.model):
-                loss, finite, step_flops = self._forward_backward(task, inputs)
-                losses.append(loss.detach().float())
+                named, finite, step_flops = self._forward_backward(task, inputs)
+                for key, value in named.items():
+                    losses.setdefault(key, []).append(value)
                 nonfinite |= not finite
                 if self.accelerator.sync_gradients:
                     grad_norm = self._apply_gradients(nonfinite)
@@ -196,9 +198,10 @@ class Trainer:
         if nonfinite:
             self.counters["nonfinite_steps"] += 1
             self._check_nonfinite_limit()
-        loss = torch.stack(losses).mean().item()
-        return {"task": task.name, "loss": loss, "finite": not nonfinite, "samples": samples, "units": units,
-                "flops": flops if task.flops_per_unit else None, "grad_norm": grad_norm}  # fmt: skip
+        means = {key: sum(values) / len(values) for key, values in losses.items()}
+        return {"task": task.name, "loss": means.pop("loss"), "parts": means, "finite": not nonfinite,
+                "samples": samples, "units": units, "flops": flops if task.flops_per_unit else None,
+                "grad_norm": grad_norm}  # fmt: skip
 
     def _next_inputs(self, task: Task) -> tuple[dict[str, torch.Tensor], int]:
         """The next non-empty batch of `task` as model inputs on the device, and its number of rows."""
@@ -225,25 +228,31 @@ class Trainer:
             return dict(task.text_collator(examples, generator=generator))
         return dict(task.text_collator(examples))  # no randomness (causal LM)
 
-    def _forward_backward(self, task: Task, inputs: dict) -> tuple[torch.Tensor, bool, int | None]:
-        """Forward and backward of one micro-batch; FLOPs are counted on the first one of each task."""
+    def _forward_backward(self, task: Task, inputs: dict) -> tuple[dict[str, float], bool, int | None]:
+        """Forward and backward of one micro-batch -> (losses by name, finite on every process, FLOPs).
 
-        def run() -> tuple[torch.Tensor, bool]:
+        The names are `loss` and, when the objective sums several (SSAST, MLM + substitution), each part
+        (`discriminative_loss`, ...). FLOPs are counted on the first micro-batch of each task, else None.
+        """
+
+        def run() -> tuple[dict[str, float], bool]:
             outputs = self.model(task.name, **inputs) if self.multi_task else self.model(**inputs)
-            loss = outputs.loss
-            finite = self._finite_everywhere(loss)
+            finite = self._finite_everywhere(outputs.loss)
             # A non-finite loss still runs backward under DDP (its gradient all-reduce must happen on every
             # process; the step is then dropped). DeepSpeed steps inside backward, so there it is skipped.
             if finite or not self.deepspeed:
-                self.accelerator.backward(loss)
-            return loss, finite
+                self.accelerator.backward(outputs.loss)
+            parts = {
+                k: float(v.detach()) for k, v in outputs.items() if k.endswith("_loss") and v is not None
+            }
+            return {"loss": float(outputs.loss.detach()), **(parts if len(parts) > 1 else {})}, finite
 
         if task.flops_per_unit is not None:
             return *run(), None
-        (loss, finite), flops = count_flops(run)
+        (named, finite), flops = count_flops(run)
         units = count_units(task.objective.modality, inputs, task.model.config)
         task.flops_per_unit = flops / max(units, 1)
-        return loss, finite, flops
+        return named, finite, flops
 
     def _finite_everywhere(self, loss: torch.Tensor) -> bool:
         finite = torch.isfinite(loss.detach()).float().reshape(1)
@@ -280,7 +289,7 @@ class Trainer:
 
     def _new_window(self) -> dict[str, Any]:
         return {"steps": 0, "seconds": 0.0, "samples": 0, "units": 0, "flops": 0, "flops_known": True,
-                "loss": {name: [0.0, 0] for name in self.tasks}, "grad_norm": []}  # fmt: skip
+                "loss": {name: [0.0, 0] for name in self.tasks}, "parts": {}, "grad_norm": []}  # fmt: skip
 
     def _account(self, result: dict[str, Any], seconds: float) -> None:
         w = self._window
@@ -295,6 +304,10 @@ class Trainer:
         if result["finite"]:
             w["loss"][result["task"]][0] += result["loss"]
             w["loss"][result["task"]][1] += 1
+            for key, value in result["parts"].items():  # the same keys on every process: same task per step
+                part = w["parts"].setdefault(f"{result['task']}/{key}", [0.0, 0])
+                part[0] += value
+                part[1] += 1
         if result["grad_norm"] is not None:
             w["grad_norm"].append(result["grad_norm"])
         self.counters["samples"] += result["samples"]
@@ -304,6 +317,8 @@ class Trainer:
         w, names = self._window, list(self.tasks)
         values = [w["samples"], w["units"], w["flops"], self.counters["skipped_samples"]]
         values += [x for name in names for x in w["loss"][name]]
+        parts = sorted(w["parts"])
+        values += [x for key in parts for x in w["parts"][key]]
         totals = torch.tensor(values, dtype=torch.float64, device=self.accelerator.device)
         if self.accelerator.num_processes > 1:
             totals = self.accelerator.reduce(totals, reduction="sum")
@@ -317,6 +332,11 @@ class Trainer:
         record["loss"] = sum(totals[4 + 2 * i] for i in range(len(names))) / count if count else math.nan
         if self.multi_task:
             record.update({f"{name}/loss": value for name, value in losses.items()})
+        first_part = 4 + 2 * len(names)
+        for i, key in enumerate(parts):
+            total, count = totals[first_part + 2 * i], totals[first_part + 2 * i + 1]
+            if count:
+                record[key] = total / count
         record["lr"] = self.scheduler.get_last_lr()[0]
         if w["grad_norm"]:
             record["grad_norm"] = sum(w["grad_norm"]) / len(w["grad_norm"])
