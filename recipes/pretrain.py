@@ -10,9 +10,11 @@ in `model/` (`model/<task>/` for multi-task runs), which `AutoModel.from_pretrai
 """
 
 import logging
+import os
 import sys
 from pathlib import Path
 
+import torch
 from accelerate.utils import set_seed
 
 from mmfm.training import (
@@ -41,8 +43,7 @@ def main(argv: list[str] | None = None) -> dict:
     prepare_output_dir(config, accelerator)
     set_seed(config.seed, device_specific=True)
     if config.training.deterministic:
-        import torch
-
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS refuses determinism without it
         torch.use_deterministic_algorithms(True)
     # 3. Data, tokenizer and model of each objective; the optimizer and the schedule over all of them.
     tasks = build_tasks(config, accelerator)
@@ -52,7 +53,14 @@ def main(argv: list[str] | None = None) -> dict:
     # 4. Train (continuing from the newest checkpoint when there is one), export, report.
     trainer = Trainer(config, accelerator, tasks, model, optimizer, scheduler)
     trainer.resume()
-    trainer.train()
+    if not trainer.train():
+        accelerator.end_training()
+        if accelerator.is_main_process:
+            logging.getLogger("recipes.pretrain").warning(
+                "Stopped by SIGTERM at step %d; checkpoint saved. Run the same command to continue.",
+                trainer.step,
+            )
+        sys.exit(143)
     exported = trainer.export(Path(config.output_dir) / "model")
     metrics = trainer.finish(exported)
     if accelerator.is_main_process:

@@ -11,6 +11,8 @@ import inspect
 import json
 import logging
 import math
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -62,6 +64,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.resumed_from: str | None = None
         self.train_seconds = 0.0
+        self._stop_signal = self._stop_agreed = False
         units = {task.unit for task in tasks.values()}
         self.unit = units.pop() if len(units) == 1 else "items"
         peak = peak_flops_per_second(accelerator.device, config.training.mixed_precision)
@@ -116,7 +119,23 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ loop
 
-    def train(self) -> None:
+    def train(self) -> bool:
+        """Train to `training.max_steps`; returns False when SIGTERM stopped the run early (after saving a
+        checkpoint of the last finished step, from which the same command continues)."""
+        previous = signal.getsignal(signal.SIGTERM)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._on_sigterm)
+        try:
+            return self._train()
+        finally:
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, previous)
+
+    def _on_sigterm(self, signum, frame) -> None:
+        logger.warning("SIGTERM: stopping after this step with a checkpoint.")
+        self._stop_signal = True
+
+    def _train(self) -> bool:
         training, checkpointing = self.config.training, self.config.checkpointing
         if self.config.logging.report_to and self.config.logging.report_to != ["none"]:
             self.accelerator.init_trackers("mmfm", config=tracker_config(self.config))
@@ -141,11 +160,16 @@ class Trainer:
             )
             bar.set_postfix(postfix, refresh=False)
             bar.update(1)
-            if checkpointing.save_every and self.step % checkpointing.save_every == 0:
+            saved = checkpointing.save_every and self.step % checkpointing.save_every == 0
+            if saved or self._stop_agreed:
                 self.save()
+            if self._stop_agreed:
+                bar.close()
+                return False
         bar.close()
         if not (checkpointing.save_every and self.step % checkpointing.save_every == 0):
             self.save()  # the end state, so a longer run can continue from it
+        return True
 
     def _guarded_step(self) -> dict[str, Any]:
         try:
@@ -237,7 +261,7 @@ class Trainer:
 
         def run() -> tuple[dict[str, float], bool]:
             outputs = self.model(task.name, **inputs) if self.multi_task else self.model(**inputs)
-            finite = self._finite_everywhere(outputs.loss)
+            finite = self._agree(outputs.loss)
             # A non-finite loss still runs backward under DDP (its gradient all-reduce must happen on every
             # process; the step is then dropped). DeepSpeed steps inside backward, so there it is skipped.
             if finite or not self.deepspeed:
@@ -254,11 +278,14 @@ class Trainer:
         task.flops_per_unit = flops / max(units, 1)
         return named, finite, flops
 
-    def _finite_everywhere(self, loss: torch.Tensor) -> bool:
-        finite = torch.isfinite(loss.detach()).float().reshape(1)
+    def _agree(self, loss: torch.Tensor) -> bool:
+        """Whether the loss is finite on every process; also shares whether any process was asked to stop
+        (SIGTERM), so all of them stop after the same step. One small all-reduce per micro-batch."""
+        flags = torch.stack([torch.isfinite(loss.detach()).float(), torch.tensor(float(self._stop_signal))])
         if self.accelerator.num_processes > 1:
-            finite = self.accelerator.reduce(finite, reduction="sum") / self.accelerator.num_processes
-        return bool(finite.item() == 1.0)
+            flags = self.accelerator.reduce(flags.to(self.accelerator.device), reduction="sum").cpu()
+        self._stop_agreed = self._stop_agreed or bool(flags[1] > 0)
+        return bool(flags[0] == self.accelerator.num_processes)
 
     def _apply_gradients(self, nonfinite: bool) -> float | None:
         if nonfinite:

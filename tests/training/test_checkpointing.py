@@ -2,10 +2,14 @@
 complete one; the newest K are kept; `resume=auto` picks the newest complete one, `resume=<path>` a
 given one."""
 
+import functools
+import os
 import shutil
+import signal
 
 import pytest
 
+from mmfm.models.modeling_mmfm_vision import MMFMVisionForPreTraining
 from mmfm.training import complete_checkpoints
 
 from ._runs import mae_run, run_in_process
@@ -46,3 +50,27 @@ def test_resume_from_a_named_checkpoint(tmp_path):
 def test_resume_from_a_folder_that_is_no_checkpoint_is_refused(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a complete mmfm checkpoint"):
         run_in_process(*mae_run(tmp_path, "training.max_steps=2", f"checkpointing.resume={tmp_path}"))
+
+
+def test_sigterm_saves_the_last_step_and_the_same_command_continues(tmp_path, monkeypatch):
+    """A scheduler's SIGTERM (preemption) stops the run after the current step with a checkpoint."""
+    calls, forward = [0], MMFMVisionForPreTraining.forward
+
+    @functools.wraps(forward)
+    def forward_then_sigterm(self, *args, **kwargs):
+        calls[0] += 1
+        if calls[0] == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(MMFMVisionForPreTraining, "forward", forward_then_sigterm)
+    run = mae_run(tmp_path, "training.max_steps=6", "checkpointing.save_every=5")
+    with pytest.raises(SystemExit) as stopped:
+        run_in_process(*run)
+    assert stopped.value.code == 143
+    checkpoints = tmp_path / "run" / "checkpoints"
+    assert [p.name for p in complete_checkpoints(checkpoints)] == ["step_00000003"]
+    assert not (tmp_path / "run" / "metrics.json").exists()
+    monkeypatch.undo()
+    result = run_in_process(*run)
+    assert result["resumed_from"].endswith("step_00000003") and result["steps"] == 6
