@@ -377,6 +377,29 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def describe_keys() -> str:
+    """Every config key, by section (the `--help` epilog)."""
+    lines = ["config keys (documented in mmfm/training/config.py):"]
+
+    def walk(cls: type, prefix: str) -> None:
+        hints = typing.get_type_hints(cls)
+        leaves = []
+        for f in dataclasses.fields(cls):
+            hint = hints[f.name]
+            if dataclasses.is_dataclass(hint):
+                walk(hint, f"{prefix}{f.name}.")
+            elif f.name == "tasks":
+                walk(TaskSection, "tasks.<name>.")
+            else:
+                leaves.append(f.name)
+        if leaves:
+            lines.append(f"  {prefix or '(top level) '}{', '.join(leaves)}")
+
+    walk(RunConfig, "")
+    lines.append(f"objectives: {', '.join(OBJECTIVE_NAMES)}")
+    return "\n".join(lines)
+
+
 def parse_command_line(argv: list[str], default: str | Path | None = None) -> RunConfig:
     """`[--config FILE] [key=value ...]` -> a checked `RunConfig` (`default` when no `--config`).
 
@@ -385,6 +408,8 @@ def parse_command_line(argv: list[str], default: str | Path | None = None) -> Ru
     parser = argparse.ArgumentParser(
         description="mmfm self-supervised pretraining. Fields are overridden with key=value, e.g. "
         "training.max_steps=100 tasks.mlm.model.preset=small.",
+        epilog=describe_keys(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", default=None, help="a run YAML (default: the embedded demo recipe)")
     args, rest = parser.parse_known_args(argv)
