@@ -24,6 +24,7 @@ from mmfm.training import (
     build_scheduler,
     build_tasks,
     combine_models,
+    evaluate_exports,
     parse_command_line,
     prepare_output_dir,
 )
@@ -62,7 +63,8 @@ def main(argv: list[str] | None = None) -> dict:
             )
         sys.exit(143)
     exported = trainer.export(Path(config.output_dir) / "model")
-    metrics = trainer.finish(exported)
+    evaluation = evaluate_exports(accelerator, tasks, exported)
+    metrics = trainer.finish(exported, evaluation)
     if accelerator.is_main_process:
         logging.getLogger("recipes.pretrain").info(
             "Done: %d steps, final loss %s, model in %s, metrics in %s/metrics.json",

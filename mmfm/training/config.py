@@ -90,18 +90,41 @@ class DataSection:
 
 
 @dataclass
+class EvaluationSection:
+    """A frozen-feature evaluation of a task's exported encoder on a labelled demo subset, at the end of
+    the run (`mmfm.evaluation.evaluate_encoder`, fitted on the subset's train split, scored on its test
+    split).
+
+    Attributes:
+        subset: demo subset of the task's modality (e.g. `sentiment`, `digits`, `spoken_digits`).
+        label_column: class labels (`knn`, `linear_probe`) or a numeric target (`ridge`).
+        probes: any of `knn`, `linear_probe`, `ridge`.
+        include: keep only rows whose column holds one of the listed values (as `data.include`).
+    """
+
+    subset: str = ""
+    label_column: str = "label"
+    probes: list[Literal["knn", "linear_probe", "ridge"]] = field(
+        default_factory=lambda: ["knn", "linear_probe"]
+    )
+    include: dict[str, list[Any]] = field(default_factory=dict)
+
+
+@dataclass
 class TaskSection:
     """One self-supervised objective with its model and data.
 
     Attributes:
         objective: one of `OBJECTIVE_NAMES`.
         weight: how often a step trains this task, relative to the other tasks (multi-task runs).
+        evaluation: probes of the exported encoder at the end of the run (results in `metrics.json`).
     """
 
     objective: str = "mlm"
     weight: float = 1.0
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
+    evaluation: list[EvaluationSection] = field(default_factory=list)
 
 
 @dataclass
@@ -332,6 +355,13 @@ def check_run(config: RunConfig) -> None:
                 f"`{where}.model.init_from` continues a saved model with its own config: leave "
                 f"`{where}.model.preset` and `{where}.model.config` unset."
             )
+        for i, evaluation in enumerate(task.evaluation):
+            if not evaluation.subset:
+                raise ValueError(f"`{where}.evaluation[{i}].subset` is empty: name a labelled demo subset.")
+            if not evaluation.probes:
+                raise ValueError(
+                    f"`{where}.evaluation[{i}].probes` is empty: list knn, linear_probe or ridge."
+                )
         _require_positive(task.data, where + ".data", "max_length", "shuffle_buffer")
         _require_non_negative(task.data, where + ".data", "num_workers")
     _require_positive(
@@ -424,6 +454,7 @@ __all__ = [
     "OBJECTIVE_NAMES",
     "CheckpointSection",
     "DataSection",
+    "EvaluationSection",
     "LoggingSection",
     "ModelSection",
     "RunConfig",

@@ -60,7 +60,7 @@ def load_rows(data: DataSection, modality: str, where: str) -> Dataset | Iterabl
     else:
         rows = _load_local(data, where)
     for column, values in data.include.items():
-        rows = _keep_values(rows, column, values, where)
+        rows = keep_values(rows, column, values, where)
     if _is_empty(rows):
         raise ValueError(f"`{where}.source` ({data.source}) holds no rows: there is nothing to train on.")
     required, optional = input_columns(modality, data)
@@ -144,7 +144,8 @@ def _is_empty(rows: Dataset | IterableDataset) -> bool:
     return first_row(rows) is None
 
 
-def _keep_values(rows, column: str, values: list, where: str):
+def keep_values(rows, column: str, values: list, where: str):
+    """The rows whose `column` holds one of `values` (`include` of data and evaluation sections)."""
     if column not in _column_names(rows):
         raise ValueError(f"`{where}.include` names column {column!r}, which the data does not have.")
     wanted = set(values)
@@ -348,5 +349,5 @@ class BatchStream:
 
 
 __all__ = [
-    "BatchStream", "EpochBatchSampler", "RowCollator", "first_row", "input_columns", "load_rows", "pack_texts",
+    "BatchStream", "EpochBatchSampler", "RowCollator", "first_row", "input_columns", "keep_values", "load_rows", "pack_texts",
 ]  # fmt: skip

@@ -385,9 +385,12 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ the end
 
-    def finish(self, exported: dict[str, str]) -> dict[str, Any]:
+    def finish(self, exported: dict[str, str], evaluation: dict[str, Any] | None = None) -> dict[str, Any]:
         """Write `metrics.json` and `loss.png` (main process) and close the trackers; returns the metrics."""
         summary = self.metrics_summary(exported)
+        summary["evaluation"] = evaluation or {}
+        if evaluation:
+            self.accelerator.log(_evaluation_scalars(evaluation), step=self.step)
         if self.accelerator.is_main_process:
             (self.output_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
             if any(math.isfinite(r.get("loss", math.nan)) for r in self.history):
@@ -423,6 +426,18 @@ class Trainer:
             "exported": exported,
             "history": self.history,
         }
+
+
+def _evaluation_scalars(evaluation: dict[str, Any]) -> dict[str, float]:
+    """`{"eval/<task>/<subset>/<label>/<probe>/<metric>": value}` for the trackers."""
+    scalars = {}
+    for task, subsets in evaluation.items():
+        for subset, probes in subsets.items():
+            for probe, metrics in probes.items():
+                for metric, value in metrics.items():
+                    if isinstance(value, (int, float)) and not isinstance(value, bool):
+                        scalars[f"eval/{task}/{subset}/{probe}/{metric}"] = float(value)
+    return scalars
 
 
 def _fill_zero3_buckets(accelerator: Accelerator, tasks: dict[str, Task]) -> None:

@@ -13,7 +13,7 @@ from ._runs import REPO
 
 TEST_HOME = REPO / ".cache" / "mmfm-tests"
 SUBSETS = [
-    "text/corpus", "vision/digits", "vision/shapes", "audio/spoken_digits", "audio/spoken_words",
+    "text/corpus", "text/sentiment", "text/newsgroups", "vision/digits", "vision/shapes", "audio/spoken_digits", "audio/spoken_words",
     "audio/speech_captions", "graph/molecules", "timeseries/ucr",
 ]  # fmt: skip
 

@@ -2,6 +2,7 @@
 checkpoints, logs to TensorBoard, writes metrics.json and loss.png, and exports models that the Auto
 classes load with their processors."""
 
+import math
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,15 @@ def test_recipe_config_runs_and_exports(config, tmp_path):
         for key, value in encoder.state_dict().items():  # the encoder inside equals the bare encoder
             assert torch.equal(value, trained[f"encoder.{key}"]), (name, key)
         assert MMFMProcessor.from_pretrained(folder).modalities
+    # The end-of-run probes of the exported encoders, as the config asks for them.
+    tree = yaml.safe_load(config.read_text())
+    for name, task in tree["tasks"].items():
+        for evaluation in task.get("evaluation", []):
+            probes = evaluation.get("probes", ["knn", "linear_probe"])
+            report = result["evaluation"][name][
+                f"{evaluation['subset']}/{evaluation.get('label_column', 'label')}"
+            ]
+            assert sorted(report) == sorted(probes)
+            for probe in probes:
+                metric = "r2" if probe == "ridge" else "accuracy"
+                assert math.isfinite(report[probe][metric])
