@@ -37,7 +37,11 @@ from ._runs import (
 pytestmark = pytest.mark.xdist_group("multiprocess")
 
 STEPS, BATCH = 4, 4
-TOLERANCE = 1e-5  # float32 sums in a different order (two half batches, bucketed all-reduce)
+# float32 sums in a different order (two half batches, bucketed all-reduce) differ in the last bits; Adam
+# divides each coordinate by its own gradient scale, so where a gradient is nearly zero that rounding
+# moves the weight by a small fraction of the learning rate (3e-3). A different row or a missing
+# process moves weights by about the learning rate per step.
+TOLERANCE = 1e-4
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +55,8 @@ def text_run(tmp_path_factory):
     run_in_process(
         "--config", str(run_config), f"output_dir={single}", f"training.per_device_batch_size={2 * BATCH}"
     )
-    return {"root": root, "config": run_config, "reference": weights(single / "model")}
+    return {"root": root, "config": run_config, "reference": weights(single / "model"),
+            "history": metrics(single)["history"]}  # fmt: skip
 
 
 def _two_process_run(text_run, name: str, launch_args: list[str]) -> tuple:
@@ -69,6 +74,9 @@ def test_ddp_two_processes_match_one_process_with_twice_the_batch(text_run):
     assert (run["num_processes"], run["distributed_type"]) == (2, "DistributedType.MULTI_CPU")
     assert run["rows_per_step"] == 2 * BATCH
     assert max_difference(weights(out / "model"), text_run["reference"]) < TOLERANCE
+    # The losses, averaged over both processes, are the single process's losses: the same rows per step.
+    reference = [r["loss"] for r in text_run["history"]]
+    assert [r["loss"] for r in run["history"]] == pytest.approx(reference, rel=1e-5)
 
 
 @pytest.mark.parametrize("stage", [2, 3])

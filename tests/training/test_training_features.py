@@ -35,7 +35,8 @@ def test_gradient_accumulation_equals_the_larger_batch(text):
     )
     assert accumulated["rows_per_step"] == 8
     root = text[0]
-    assert max_difference(weights(root / "batch8" / "model"), weights(root / "accumulated" / "model")) < 1e-5
+    # Tolerance: see test_distributed.TOLERANCE (Adam magnifies rounding where a gradient is nearly zero).
+    assert max_difference(weights(root / "batch8" / "model"), weights(root / "accumulated" / "model")) < 1e-4
 
 
 def test_gradient_checkpointing_leaves_the_weights_unchanged(text):
