@@ -144,3 +144,15 @@ def causal_text_config(path: Path, texts: Path, start: Path, steps: int, **data)
         "checkpointing": {"save_every": 0},
         "logging": {"log_every": 2, "progress_bar": False},
     })  # fmt: skip
+
+
+def tiny_overrides(config: Path) -> list[str]:
+    """Widths shrunk to TINY for every task of `config` (decoders too), batch 4, 3 steps."""
+    tree = yaml.safe_load(config.read_text())
+    overrides = ["training.max_steps=3", "training.per_device_batch_size=4", "logging.log_every=1",
+                 "checkpointing.save_every=2", "logging.progress_bar=false"]  # fmt: skip
+    for name, task in tree["tasks"].items():
+        overrides += [f"tasks.{name}.model.config.{key}={value}" for key, value in TINY.items()]
+        if "decoder_hidden_size" in (task.get("model") or {}).get("config", {}):
+            overrides += [f"tasks.{name}.model.config.decoder_{k}={v}" for k, v in TINY.items()]
+    return overrides

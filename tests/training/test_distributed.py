@@ -30,6 +30,7 @@ from ._runs import (
     max_difference,
     metrics,
     run_in_process,
+    tiny_overrides,
     weights,
 )
 
@@ -157,3 +158,21 @@ def test_sigkill_mid_training_then_resume_gives_the_uninterrupted_weights(tmp_pa
     assert sorted(full) == sorted(again)
     for key in full:
         assert torch.equal(full[key], again[key]), key
+
+
+def test_multimodal_run_on_two_processes(tmp_path):
+    """Five objectives in one run over 2 DDP processes: each step trains one task on both processes (the
+    others' parameters get no gradient, which DDP must tolerate), and every task's model is exported."""
+    config = REPO / "recipes" / "configs" / "multimodal.yaml"
+    out = tmp_path / "multimodal"
+    overrides = [o for o in tiny_overrides(config) if not o.startswith("training.max_steps")]
+    launch(["--multi_gpu", "--num_processes", "2", "--main_process_port", str(free_port())],
+           ["--config", str(config), f"output_dir={out}", "training.max_steps=8", *overrides],
+           tmp_path / "multimodal.log")  # fmt: skip
+    run = metrics(out)
+    assert run["num_processes"] == 2 and run["steps"] == 8
+    trained = {key.split("/")[0] for record in run["history"] for key in record if key.endswith("/loss")}
+    assert len(trained) >= 3  # 8 steps drawn by weight over 5 tasks
+    assert sorted(run["exported"]) == sorted(run["objectives"])
+    for folder in run["exported"].values():
+        assert type(AutoModel.from_pretrained(folder)).__name__.endswith("Model")

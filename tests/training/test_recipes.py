@@ -12,21 +12,9 @@ from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, 
 
 from mmfm.processing import MMFMProcessor
 
-from ._runs import TINY, metrics, run_in_process
+from ._runs import TINY, metrics, run_in_process, tiny_overrides
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "recipes" / "configs").glob("*.yaml"))
-
-
-def tiny_overrides(config: Path) -> list[str]:
-    """Widths shrunk to TINY for every task of `config` (decoders too), batch 4, 3 steps."""
-    tree = yaml.safe_load(config.read_text())
-    overrides = ["training.max_steps=3", "training.per_device_batch_size=4", "logging.log_every=1",
-                 "checkpointing.save_every=2", "logging.progress_bar=false"]  # fmt: skip
-    for name, task in tree["tasks"].items():
-        overrides += [f"tasks.{name}.model.config.{key}={value}" for key, value in TINY.items()]
-        if "decoder_hidden_size" in (task.get("model") or {}).get("config", {}):
-            overrides += [f"tasks.{name}.model.config.decoder_{k}={v}" for k, v in TINY.items()]
-    return overrides
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
