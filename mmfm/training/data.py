@@ -11,6 +11,7 @@ and shuffled through a buffer, reseeded per epoch with `set_epoch`.
 
 from __future__ import annotations
 
+import glob
 import itertools
 import logging
 from collections.abc import Callable, Iterator
@@ -61,10 +62,11 @@ def load_rows(data: DataSection, modality: str, where: str) -> Dataset | Iterabl
         rows = _load_local(data, where)
     for column, values in data.include.items():
         rows = keep_values(rows, column, values, where)
-    if _is_empty(rows):
+    first = first_row(rows)  # read once: on a stream every look at a row opens the files again
+    if first is None:
         raise ValueError(f"`{where}.source` ({data.source}) holds no rows: there is nothing to train on.")
     required, optional = input_columns(modality, data)
-    present = _column_names(rows)
+    present = list(rows.column_names) if rows.column_names is not None else list(first)
     missing = [c for c in required if c not in present]
     if missing:
         raise ValueError(
@@ -111,8 +113,6 @@ def _load_local(data: DataSection, where: str) -> Dataset | IterableDataset:
 
 
 def _glob(pattern: str) -> list[str]:
-    import glob
-
     return [p for p in glob.glob(pattern, recursive=True) if Path(p).is_file()]
 
 
@@ -138,10 +138,6 @@ def _column_names(rows: Dataset | IterableDataset) -> list[str]:
         return list(rows.column_names)
     first = first_row(rows)  # a stream of JSON lines knows its columns once read
     return list(first) if first is not None else []
-
-
-def _is_empty(rows: Dataset | IterableDataset) -> bool:
-    return first_row(rows) is None
 
 
 def keep_values(rows, column: str, values: list, where: str):

@@ -12,7 +12,6 @@ from transformers import AutoModel
 from ..data.demo import load_demo_dataset
 from ..evaluation import evaluate_encoder
 from ..processing import MMFMProcessor
-from .config import DataSection
 from .data import keep_values
 from .setup import Task
 
@@ -59,7 +58,7 @@ def _evaluate_task(task: Task, folder: str, accelerator: Accelerator) -> dict[st
         report = evaluate_encoder(
             encoder, processor, modality, train, test, label_column=evaluation.label_column,
             tasks=evaluation.probes, progress=False, processor_kwargs=options, device=accelerator.device,
-            text_column=task.section.data.text_column if modality == "text" else DataSection.text_column,
+            text_column=task.section.data.text_column,  # read for text only
         )  # fmt: skip
         key = f"{evaluation.subset}/{evaluation.label_column}"
         results[key] = {probe: report[probe] for probe in evaluation.probes}

@@ -170,7 +170,7 @@ class ThroughputMeter:
         peak_flops_per_device: dense peak FLOP/s of one device (`peak_flops_per_second`); None: no MFU.
         unit_name: what the modality counts ("tokens", "patches", "nodes"), naming f"{unit_name}_per_s".
         warmup: first updates left out of `summary()`, since they include compilation and allocator
-            warm-up.
+            warm-up (with one update per logging window, the first window).
     """
 
     def __init__(
@@ -194,7 +194,7 @@ class ThroughputMeter:
         self.peak_flops_per_device = peak_flops_per_device
         self.unit_name = unit_name
         self.warmup = warmup
-        self._steps: list[tuple[float, int, int, int | None]] = []
+        self._updates: list[tuple[float, int, int, int | None, int]] = []
 
     def _flop_metrics(self, flops: float, seconds: float) -> dict[str, float]:
         per_device = flops / seconds / self.num_processes
@@ -203,49 +203,55 @@ class ThroughputMeter:
             metrics["mfu"] = per_device / self.peak_flops_per_device
         return metrics
 
-    def update(self, seconds: float, samples: int, units: int, flops: int | None) -> dict[str, float]:
-        """Record one optimizer step and return its metrics.
+    def update(
+        self, seconds: float, samples: int, units: int, flops: int | None, steps: int = 1
+    ) -> dict[str, float]:
+        """Record `steps` optimizer steps (one, or a logging window of several) and return their metrics.
 
         Args:
-            seconds: wall time of the step.
-            samples: global samples of the step.
-            units: global units (tokens, patches, ...) of the step.
-            flops: global FLOPs of the step, or None when unknown.
+            seconds: wall time of the steps.
+            samples: global samples of the steps.
+            units: global units (tokens, patches, ...) of the steps.
+            flops: global FLOPs of the steps, or None when unknown.
+            steps: how many optimizer steps the counts cover.
 
         Returns:
-            "step_time_s", "samples_per_s", f"{unit_name}_per_s"; with FLOPs also "flops_per_step" and
-            "tflops_per_s_per_device"; with a known peak also "mfu" (a fraction, 0..1).
+            "step_time_s" (per step), "samples_per_s", f"{unit_name}_per_s"; with FLOPs also
+            "flops_per_step" and "tflops_per_s_per_device"; with a known peak also "mfu" (a fraction, 0..1).
         """
         if not seconds > 0:
             raise ValueError(f"`seconds` must be positive, got {seconds}: time the step after it finishes.")
-        self._steps.append((seconds, samples, units, flops))
+        if steps < 1:
+            raise ValueError(f"`steps` must be >= 1, got {steps}.")
+        self._updates.append((seconds, samples, units, flops, steps))
         metrics = {
-            "step_time_s": seconds,
+            "step_time_s": seconds / steps,
             "samples_per_s": samples / seconds,
             f"{self.unit_name}_per_s": units / seconds,
         }
         if flops is not None:
-            metrics["flops_per_step"] = float(flops)
+            metrics["flops_per_step"] = flops / steps
             metrics.update(self._flop_metrics(flops, seconds))
         return metrics
 
     def summary(self) -> dict[str, float]:
-        """Totals over the steps after warm-up (all steps if there are no others).
+        """Totals over the updates after warm-up (all updates if there are no others).
 
         Rates are aggregates (total count / total time), not means of per-step ratios. FLOP keys cover the
-        steps whose FLOPs were given and are absent when there were none.
+        updates whose FLOPs were given and are absent when there were none.
         """
-        steps = self._steps[self.warmup :] or self._steps
-        if not steps:
+        updates = self._updates[self.warmup :] or self._updates
+        if not updates:
             return {"steps_measured": 0}
-        seconds = sum(step[0] for step in steps)
+        seconds = sum(update[0] for update in updates)
+        steps = sum(update[4] for update in updates)
         result = {
-            "steps_measured": len(steps),
-            "mean_step_time_s": seconds / len(steps),
-            "samples_per_s": sum(step[1] for step in steps) / seconds,
-            f"{self.unit_name}_per_s": sum(step[2] for step in steps) / seconds,
+            "steps_measured": steps,
+            "mean_step_time_s": seconds / steps,
+            "samples_per_s": sum(update[1] for update in updates) / seconds,
+            f"{self.unit_name}_per_s": sum(update[2] for update in updates) / seconds,
         }
-        counted = [(step[0], step[3]) for step in steps if step[3] is not None]
+        counted = [(update[0], update[3]) for update in updates if update[3] is not None]
         if counted:
             result.update(self._flop_metrics(sum(f for _, f in counted), sum(s for s, _ in counted)))
         return result

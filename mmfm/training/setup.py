@@ -24,6 +24,7 @@ from accelerate.utils import (
 )
 from transformers import PreTrainedModel, get_scheduler
 
+from ..processing import MMFMProcessor
 from .checkpointing import complete_checkpoints
 from .config import RunConfig, TaskSection, TrainingSection, flatten, to_dict
 from .data import BatchStream, RowCollator, first_row, load_rows, pack_texts
@@ -32,7 +33,6 @@ from .tasks import (
     UNIT_NAMES,
     Objective,
     build_model,
-    build_processor,
     fields_from_data,
     forward_input_names,
     load_tokenizer,
@@ -203,7 +203,7 @@ def build_tasks(config: RunConfig, accelerator: Accelerator) -> dict[str, Task]:
                 getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
             )
             enable()
-        processor = build_processor(model.config, tokenizer)
+        processor = MMFMProcessor.from_model_config(model.config, tokenizer)
         collate = RowCollator(objective.modality, processor, section.data, objective.processor_kwargs, where)
         stream = BatchStream(
             rows, collate, config.training.per_device_batch_size, accelerator.process_index,

@@ -28,7 +28,6 @@ from ..models.modeling_mmfm_graph import MMFMGraphForPreTraining
 from ..models.modeling_mmfm_text import MMFMTextForCausalLM, MMFMTextForMaskedLM, MMFMTextForPreTraining
 from ..models.modeling_mmfm_timeseries import MMFMTimeSeriesForPreTraining
 from ..models.modeling_mmfm_vision import MMFMVisionForPreTraining
-from ..processing import MMFMProcessor
 from .config import TaskSection
 
 logger = logging.getLogger(__name__)
@@ -162,10 +161,6 @@ def build_model(
     return objective.model_class._from_config(config, attn_implementation=attn_implementation)
 
 
-def build_processor(model_config, tokenizer) -> MMFMProcessor:
-    return MMFMProcessor.from_model_config(model_config, tokenizer)
-
-
 def forward_input_names(model: torch.nn.Module) -> set[str]:
     """The named inputs of a model's `forward` (processor outputs such as time-series `loc`/`scale` that
     the model does not take are dropped before the call)."""
@@ -202,7 +197,6 @@ __all__ = [
     "Objective",
     "build_model",
     "build_model_config",
-    "build_processor",
     "count_units",
     "forward_input_names",
     "load_tokenizer",

@@ -52,14 +52,15 @@ class Trainer:
     ):
         self.config, self.accelerator, self.tasks = config, accelerator, tasks
         self.output_dir = Path(config.output_dir)
-        if accelerator.distributed_type == DistributedType.DEEPSPEED and len(tasks) > 1:
+        self.multi_task = len(tasks) > 1
+        self.deepspeed = accelerator.distributed_type == DistributedType.DEEPSPEED
+        if self.deepspeed and self.multi_task:
             _fill_zero3_buckets(accelerator, tasks)
         self.model, self.optimizer = accelerator.prepare(model, optimizer)
         self.scheduler = scheduler  # stepped here once per optimizer step, saved with the checkpoints
         accelerator.register_for_checkpointing(scheduler)
-        self.multi_task = len(tasks) > 1
-        self.deepspeed = accelerator.distributed_type == DistributedType.DEEPSPEED
         self.step = 0
+        self.saved_step: int | None = None  # the step of the newest checkpoint of this run
         self.counters = {"micro_batches": 0, "nonfinite_steps": 0, "skipped_samples": 0, "samples": 0}
         self.history: list[dict[str, Any]] = []
         self.resumed_from: str | None = None
@@ -87,7 +88,7 @@ class Trainer:
         else:
             folder = Path(resume)
         state, self.history = load_checkpoint(self.accelerator, folder)
-        self.step = int(state["step"])
+        self.step = self.saved_step = int(state["step"])
         self.counters.update(state["counters"])
         self.train_seconds = float(state.get("train_seconds", 0.0))
         for name, position in state["streams"].items():
@@ -112,10 +113,12 @@ class Trainer:
         return export_models(self.accelerator, self.model, self.tasks, folder, fp32_checkpoint)
 
     def save(self) -> Path:
-        return save_checkpoint(
+        folder = save_checkpoint(
             self.accelerator, self.output_dir / "checkpoints", self.step, self._trainer_state(), self.history,
             self.config.checkpointing.keep_last,
         )  # fmt: skip
+        self.saved_step = self.step
+        return folder
 
     # ------------------------------------------------------------------------------------------ loop
 
@@ -160,14 +163,13 @@ class Trainer:
             )
             bar.set_postfix(postfix, refresh=False)
             bar.update(1)
-            saved = checkpointing.save_every and self.step % checkpointing.save_every == 0
-            if saved or self._stop_agreed:
+            if (checkpointing.save_every and self.step % checkpointing.save_every == 0) or self._stop_agreed:
                 self.save()
             if self._stop_agreed:
                 bar.close()
                 return False
         bar.close()
-        if not (checkpointing.save_every and self.step % checkpointing.save_every == 0):
+        if self.saved_step != self.step:
             self.save()  # the end state, so a longer run can continue from it
         return True
 
@@ -207,15 +209,15 @@ class Trainer:
         samples = units = flops = 0
         for _ in range(self.config.training.gradient_accumulation_steps):
             inputs, rows = self._next_inputs(task)
+            step_units = count_units(task.objective.modality, inputs, task.model.config)
             with self.accelerator.accumulate(self.model):
-                named, finite, step_flops = self._forward_backward(task, inputs)
+                named, finite, step_flops = self._forward_backward(task, inputs, step_units)
                 for key, value in named.items():
                     losses.setdefault(key, []).append(value)
                 nonfinite |= not finite
                 if self.accelerator.sync_gradients:
                     grad_norm = self._apply_gradients(nonfinite)
             samples += rows
-            step_units = count_units(task.objective.modality, inputs, task.model.config)
             units += step_units
             flops += step_flops if step_flops is not None else (task.flops_per_unit or 0) * step_units
         self.scheduler.step()
@@ -252,8 +254,11 @@ class Trainer:
             return dict(task.text_collator(examples, generator=generator))
         return dict(task.text_collator(examples))  # no randomness (causal LM)
 
-    def _forward_backward(self, task: Task, inputs: dict) -> tuple[dict[str, float], bool, int | None]:
-        """Forward and backward of one micro-batch -> (losses by name, finite on every process, FLOPs).
+    def _forward_backward(
+        self, task: Task, inputs: dict, units: int
+    ) -> tuple[dict[str, float], bool, int | None]:
+        """Forward and backward of one micro-batch of `units` tokens/patches/nodes -> (losses by name,
+        finite on every process, FLOPs).
 
         The names are `loss` and, when the objective sums several (SSAST, MLM + substitution), each part
         (`discriminative_loss`, ...). FLOPs are counted on the first micro-batch of each task, else None.
@@ -274,7 +279,6 @@ class Trainer:
         if task.flops_per_unit is not None:
             return *run(), None
         (named, finite), flops = count_flops(run)
-        units = count_units(task.objective.modality, inputs, task.model.config)
         task.flops_per_unit = flops / max(units, 1)
         return named, finite, flops
 
@@ -315,8 +319,10 @@ class Trainer:
     # ------------------------------------------------------------------------------------------ metrics
 
     def _new_window(self) -> dict[str, Any]:
+        # "sums": {"<task>/loss" or "<task>/<part>_loss": [sum, count]}, the same keys on every process
+        # (every process trains the same task in a step and agrees on which steps were finite).
         return {"steps": 0, "seconds": 0.0, "samples": 0, "units": 0, "flops": 0, "flops_known": True,
-                "loss": {name: [0.0, 0] for name in self.tasks}, "parts": {}, "grad_norm": []}  # fmt: skip
+                "sums": {}, "grad_norm": []}  # fmt: skip
 
     def _account(self, result: dict[str, Any], seconds: float) -> None:
         w = self._window
@@ -329,52 +335,40 @@ class Trainer:
         else:
             w["flops"] += result["flops"]
         if result["finite"]:
-            w["loss"][result["task"]][0] += result["loss"]
-            w["loss"][result["task"]][1] += 1
-            for key, value in result["parts"].items():  # the same keys on every process: same task per step
-                part = w["parts"].setdefault(f"{result['task']}/{key}", [0.0, 0])
-                part[0] += value
-                part[1] += 1
+            for key, value in {"loss": result["loss"], **result["parts"]}.items():
+                total = w["sums"].setdefault(f"{result['task']}/{key}", [0.0, 0])
+                total[0] += value
+                total[1] += 1
         if result["grad_norm"] is not None:
             w["grad_norm"].append(result["grad_norm"])
         self.counters["samples"] += result["samples"]
 
     def _log(self) -> dict[str, Any]:
         """Reduce the window over processes, log it to the trackers and the history, start a new window."""
-        w, names = self._window, list(self.tasks)
+        w = self._window
+        keys = sorted(w["sums"])
         values = [w["samples"], w["units"], w["flops"], self.counters["skipped_samples"]]
-        values += [x for name in names for x in w["loss"][name]]
-        parts = sorted(w["parts"])
-        values += [x for key in parts for x in w["parts"][key]]
+        values += [x for key in keys for x in w["sums"][key]]
         totals = torch.tensor(values, dtype=torch.float64, device=self.accelerator.device)
         if self.accelerator.num_processes > 1:
             totals = self.accelerator.reduce(totals, reduction="sum")
-        totals = totals.tolist()
-        samples, units, flops, skipped = totals[:4]
-        losses = {
-            name: totals[4 + 2 * i] / totals[5 + 2 * i] for i, name in enumerate(names) if totals[5 + 2 * i]
-        }
-        count = sum(totals[5 + 2 * i] for i in range(len(names)))
+        (samples, units, flops, skipped), pairs = totals[:4].tolist(), totals[4:].reshape(-1, 2).tolist()
+        sums = dict(zip(keys, pairs))
+        task_losses = [pair for key, pair in sums.items() if key.endswith("/loss")]
+        count = sum(n for _, n in task_losses)
         record: dict[str, Any] = {"step": self.step}
-        record["loss"] = sum(totals[4 + 2 * i] for i in range(len(names))) / count if count else math.nan
-        if self.multi_task:
-            record.update({f"{name}/loss": value for name, value in losses.items()})
-        first_part = 4 + 2 * len(names)
-        for i, key in enumerate(parts):
-            total, count = totals[first_part + 2 * i], totals[first_part + 2 * i + 1]
-            if count:
-                record[key] = total / count
+        record["loss"] = sum(total for total, _ in task_losses) / count if count else math.nan
+        for key, (total, n) in sums.items():
+            if key.endswith("/loss") and not self.multi_task:
+                continue  # the run's loss is the task's loss
+            record[key] = total / n
         record["lr"] = self.scheduler.get_last_lr()[0]
         if w["grad_norm"]:
             record["grad_norm"] = sum(w["grad_norm"]) / len(w["grad_norm"])
-        # One meter update per logging window, as per-step averages (the counts were just summed over
-        # processes); the meter's summary leaves out the first window (warm-up, FLOP counting).
-        steps = w["steps"]
-        per_step_flops = int(flops / steps) if w["flops_known"] else None
-        throughput = self.meter.update(
-            w["seconds"] / steps, round(samples / steps), round(units / steps), per_step_flops
-        )
-        record.update(throughput)
+        # One meter update per logging window (the counts were just summed over processes); the meter's
+        # summary leaves out the first window (warm-up, FLOP counting).
+        flops = int(flops) if w["flops_known"] else None
+        record.update(self.meter.update(w["seconds"], int(samples), int(units), flops, steps=w["steps"]))
         record["peak_memory_gib"] = peak_memory_bytes(self.accelerator.device) / 2**30
         record["nonfinite_steps"] = self.counters["nonfinite_steps"]
         record["skipped_samples"] = int(skipped)

@@ -94,6 +94,20 @@ def test_throughput_meter_without_flops_or_peak():
     assert ThroughputMeter(1, None).summary() == {"steps_measured": 0}
 
 
+def test_throughput_meter_counts_windows_of_several_steps():
+    """One update per logging window: step time and FLOPs per step divide by the steps, rates do not."""
+    meter = ThroughputMeter(num_processes=2, peak_flops_per_device=1e12, unit_name="patches")
+    meter.update(seconds=9.0, samples=90, units=900, flops=int(9e12), steps=3)  # warm-up window
+    window = meter.update(seconds=4.0, samples=80, units=800, flops=int(4e12), steps=4)
+    assert window["step_time_s"] == 1.0 and window["flops_per_step"] == 1e12
+    assert window["samples_per_s"] == 20.0 and window["patches_per_s"] == 200.0
+    assert window["tflops_per_s_per_device"] == 0.5 and window["mfu"] == 0.5
+    summary = meter.summary()
+    assert summary["steps_measured"] == 4 and summary["mean_step_time_s"] == 1.0
+    with pytest.raises(ValueError, match="steps"):
+        meter.update(seconds=1.0, samples=1, units=1, flops=None, steps=0)
+
+
 def test_throughput_meter_rejects_bad_input():
     with pytest.raises(ValueError, match="num_processes"):
         ThroughputMeter(num_processes=0, peak_flops_per_device=None)
