@@ -2,7 +2,9 @@
 
 1. Every encoder (base preset) in bf16 autocast: forward + backward finite, `sdpa` vs `eager` agreement,
    gradient checkpointing, and whether `flash_attention_2` is available.
-2. Training-step throughput (forward, backward, fused AdamW step; bf16 autocast; sdpa) of the mmfm
+2. Every registered objective's pretraining model (`mmfm.objectives`; base encoder, the objective's
+   default hyperparameters) in bf16 autocast: finite loss and gradients, `sdpa` vs `eager` loss agreement.
+3. Training-step throughput (forward, backward, fused AdamW step; bf16 autocast; sdpa) of the mmfm
    vision and text encoders against transformers' `ViTModel` and `BertModel` with identical shapes,
    reported as samples/s and ratios, with peak memory, FLOPs per step and MFU.
 
@@ -22,8 +24,10 @@ from transformers import BertConfig, BertModel, ViTConfig, ViTModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for tests.model_inputs
 
-import mmfm  # noqa: E402
-from tests.model_inputs import make_inputs  # noqa: E402
+import mmfm
+from mmfm.modalities import modality_specs
+from mmfm.objectives import objectives
+from tests.model_inputs import make_inputs, objective_inputs
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16, datasheet
 
@@ -44,11 +48,11 @@ def to_device(batch, device):
 def check_encoders(device, preset: str) -> dict:
     """Correctness of every encoder at `preset` size on `device` in bf16."""
     results = {}
-    for modality, config_class in mmfm.CONFIG_CLASSES.items():
+    for modality, spec in modality_specs().items():
         extra = {"node_feature_size": 3} if modality == "graph" else {}
-        config = config_class.from_preset(preset, **extra)
+        config = spec.config_class.from_preset(preset, **extra)
         torch.manual_seed(0)
-        model = mmfm.ENCODER_CLASSES[modality](config).to(device)
+        model = spec.encoder_class(config).to(device)
         batch, _ = make_inputs(modality, config)
         batch = to_device(batch, device)
         entry = {}
@@ -83,6 +87,56 @@ def check_encoders(device, preset: str) -> dict:
             entry["flash_attention_2"] = f"unavailable: {str(error).splitlines()[0][:120]}"
         results[modality] = entry
         del model
+    return results
+
+
+def _seeded_loss(model, batch: dict, device) -> torch.Tensor:
+    """The loss in bf16 autocast, with the global RNG seeded first (so masks drawn by the model repeat)."""
+    torch.manual_seed(1)
+    with torch.autocast(device.type, dtype=torch.bfloat16):
+        return model(**batch).loss.float()
+
+
+def check_objectives(device, preset: str) -> dict:
+    """Every registered objective's model at `preset` size on `device` in bf16: finite loss and gradients,
+    and the loss under `sdpa` and `eager` attention with the same masks."""
+    results = {}
+    for name, objective in objectives().items():
+        extra = {"node_feature_size": 3} if objective.modality == "graph" else {}
+        fields = {**objective.encoder_defaults, **objective.encoder_requirements, **extra}
+        pretraining_config = objective.config_class.presets.get(preset, {})
+        config = objective.spec.config_class.from_preset(
+            preset, **fields, pretraining_config=pretraining_config
+        )
+        torch.manual_seed(0)
+        model = objective.model_class(config).to(device)
+        # The test batch with its labels; its fixed masking noise is sized for the tiny shapes only, so at
+        # other sizes the model draws its own (seeded before each call, so both attentions see the same).
+        batch = objective_inputs(name, config)
+        if preset != "tiny":
+            batch = {k: v for k, v in batch.items() if not k.endswith("noise")}
+        batch = {**to_device(batch, device), **objective.step_kwargs(model.objective, 0.0)}
+
+        entry = {}
+        model.eval()
+        with torch.no_grad():
+            sdpa = _seeded_loss(model, batch, device)
+            model.set_attn_implementation("eager")
+            eager = _seeded_loss(model, batch, device)
+            model.set_attn_implementation("sdpa")
+        entry["sdpa_vs_eager_loss_diff"] = (sdpa - eager).abs().item()
+        model.train()
+        loss = _seeded_loss(model, batch, device)
+        loss.backward()
+        entry["loss"] = loss.item()
+        entry["finite_loss"] = bool(torch.isfinite(loss).item())
+        grads = [p.grad for p in model.parameters() if p.requires_grad and p.grad is not None]
+        entry["finite_grads"] = bool(grads) and all(torch.isfinite(g).all().item() for g in grads)
+        entry["parameters_m"] = sum(p.numel() for p in model.parameters()) / 1e6
+        results[name] = entry
+        del model
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
     return results
 
 
@@ -127,9 +181,14 @@ def compare_backbones(device, smoke: bool) -> dict:
     """mmfm vs transformers reference backbones with identical shapes, one process, same settings."""
     steps, warmup = (2, 1) if smoke else (20, 5)
     size = (
-        dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128)
+        {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 128}
         if smoke
-        else dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)
+        else {
+            "hidden_size": 768,
+            "num_hidden_layers": 12,
+            "num_attention_heads": 12,
+            "intermediate_size": 3072,
+        }
     )
     image, patch, images = (32, 8, 4) if smoke else (224, 16, 256)
     seq, vocab, texts = (64, 1000, 4) if smoke else (512, 30522, 32)
@@ -186,6 +245,7 @@ def main() -> None:
         "torch": torch.__version__,
         "transformers": __import__("transformers").__version__,
         "encoders": check_encoders(device, "tiny" if args.smoke else "base"),
+        "objectives": check_objectives(device, "tiny" if args.smoke else "base"),
         "throughput": compare_backbones(device, args.smoke),
     }
     text = json.dumps(report, indent=2)

@@ -2,9 +2,9 @@
 
     python benchmarks/gpu_pretrain.py [--steps 40] [--output outputs/gpu_pretrain] [--smoke]
 
-Trains base-size vision MAE (ViT-B/16, 224 px, mask 0.75, 8 x 512 decoder) and text MLM (BERT-base
-shape, sequence 512) for `--steps` steps in bf16 with `recipes/pretrain.py` launched by `accelerate
-launch`, once plain and once under DeepSpeed ZeRO-2 (one process), then trains transformers'
+Trains base-size vision MAE (ViT-B/16, 224 px, mask 0.75, 8 x 512 decoder: `MAEConfig`'s defaults, given
+to the recipe as `tasks.mae.objective_config.<field>=...` overrides) and text MLM (BERT-base shape,
+sequence 512) for `--steps` steps in bf16 with `recipes/pretrain.py` launched by `accelerate launch`, once plain and once under DeepSpeed ZeRO-2 (one process), then trains transformers'
 `ViTMAEForPreTraining` and `BertForMaskedLM` at the same shapes, batch and step count with a plain loop
 (bf16 autocast, fused AdamW, clipping at 1.0) in this process. Reported per run: samples/s,
 patches-or-tokens/s, TFLOP/s per device (FLOPs counted with `FlopCounterMode` on one real step), MFU
@@ -40,15 +40,15 @@ if "MMFM_HOME" not in os.environ and (ROOT / ".cache" / "mmfm").is_dir():
     os.environ["MMFM_HOME"] = str(ROOT / ".cache" / "mmfm")
 
 from mmfm.data.demo import load_demo_tokenizer
+from mmfm.models import MAEConfig
 from mmfm.training.metrics import peak_flops_per_second
 
 LAYERS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
 ENCODER = {"base": dict(zip(LAYERS, (768, 12, 12, 3072))), "tiny": dict(zip(LAYERS, (32, 2, 4, 64)))}
-# mmfm's MMFMVisionConfig defaults (base; ViTMAE's defaults are the same 8 x 512) and its tiny preset.
-DECODER = {
-    "base": {f"decoder_{key}": value for key, value in zip(LAYERS, (512, 8, 16, 2048))},
-    "tiny": {f"decoder_{key}": value for key, value in zip(LAYERS, (32, 1, 4, 64))},
-}
+# MAE's hyperparameters: `MAEConfig`'s defaults (mask 0.75, normalised pixel targets, the 8 x 512 decoder
+# of ViTMAE's defaults) and its tiny preset's decoder. The recipe YAML's own small decoder is overridden.
+MAE = {preset: {**MAEConfig().to_dict(), **MAEConfig.presets.get(preset, {})} for preset in ENCODER}
+DECODER = {preset: {k: v for k, v in MAE[preset].items() if k.startswith("decoder_")} for preset in ENCODER}
 
 
 def settings(args) -> dict:
@@ -69,8 +69,12 @@ def launch_command(task: str, setting: str, s: dict, run_dir: Path) -> list[str]
         launcher += ["recipes/accelerate/single_gpu.yaml"]
     if task == "mae":
         batch, arch = s["mae_batch"], f"{{image_size: {s['image']}, patch_size: {s['patch']}}}"
+        # The objective's hyperparameters live in `objective_config`, not in the encoder's `model.config`.
+        objective = [
+            f"tasks.mae.objective_config.{key}={value}" for key, value in DECODER[s["preset"]].items()
+        ]
     else:
-        batch, arch = s["mlm_batch"], f"{{max_position_embeddings: {s['seq']}}}"
+        batch, arch, objective = s["mlm_batch"], f"{{max_position_embeddings: {s['seq']}}}", []
     overrides = [
         f"output_dir={run_dir}", "overwrite_output_dir=true", f"training.max_steps={s['steps']}",
         f'training.mixed_precision="{s["precision"]}"',  # quoted: YAML reads a bare `no` as false
@@ -78,6 +82,7 @@ def launch_command(task: str, setting: str, s: dict, run_dir: Path) -> list[str]
         f"logging.log_every={s['warmup']}", "logging.report_to=[]", "logging.progress_bar=false",
         f"tasks.{task}.data.num_workers={s['workers']}", f"tasks.{task}.model.preset={s['preset']}",
         f"tasks.{task}.model.config={arch}",  # replaces the YAML's small-model dict entirely
+        *objective,
     ]  # fmt: skip
     # metrics.json's throughput summary leaves out the first logged window: log_every = warm-up steps.
     if task == "mlm":
@@ -125,8 +130,10 @@ def hf_reference(task: str, s: dict, vocab: int, device: torch.device, peak: flo
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     if task == "mae":  # norm_pix_loss as mmfm's default (HF's default is False; the cost is the same)
-        config = ViTMAEConfig(image_size=s["image"], patch_size=s["patch"], mask_ratio=0.75, norm_pix_loss=True,
-                              attn_implementation="sdpa", **size, **DECODER[s["preset"]])  # fmt: skip
+        mae = MAE[s["preset"]]
+        config = ViTMAEConfig(image_size=s["image"], patch_size=s["patch"], mask_ratio=mae["mask_ratio"],
+                              norm_pix_loss=mae["norm_pix_loss"], attn_implementation="sdpa", **size,
+                              **DECODER[s["preset"]])  # fmt: skip
         model = ViTMAEForPreTraining(config)
         batch_inputs = {"pixel_values": torch.randn(batch, 3, s["image"], s["image"], device=device)}
         units = batch * (s["image"] // s["patch"]) ** 2
@@ -229,10 +236,12 @@ def main() -> int:
                 row["ratio_vs_hf"] = row["samples_per_s"] / reference["samples_per_s"]
         rows += [*mine, reference]
     peak_text = fmt(None if peak is None else peak / 1e12, ".1f")
+    mae = MAE[s["preset"]]
     notes = [
         f"Device {gpu}; MFU = achieved FLOP/s per device / {peak_text} TFLOP/s (dense bf16 datasheet peak, or "
         + "MMFM_PEAK_TFLOPS); FLOPs from FlopCounterMode on one real step (MAE's dropped patches not counted).",
-        f"Shapes: MAE {s['preset']} {s['image']}px/{s['patch']} mask 0.75; MLM {s['preset']} seq {s['seq']}, "
+        f"Shapes: MAE {s['preset']} {s['image']}px/{s['patch']} mask {mae['mask_ratio']}, decoder "
+        + f"{mae['decoder_num_hidden_layers']} x {mae['decoder_hidden_size']}; MLM {s['preset']} seq {s['seq']}, "
         + f"vocab {vocab}; precision {s['precision']}; {s['steps']} steps, the first {s['warmup']} untimed.",
         "mmfm rows run recipes/pretrain.py end to end: demo images/texts are decoded and processed on the fly by "
         + "DataLoader workers and the loss is read back every step; the HF rows train on synthetic tensors "

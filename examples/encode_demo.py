@@ -25,14 +25,15 @@ from transformers import AutoModel
 
 import mmfm
 from mmfm.data.demo import load_demo_dataset, load_demo_tokenizer
-from mmfm.data.demo.graph import ATOM_FEATURE_SIZE
+from mmfm.modalities import get_modality, modality_specs
 from mmfm.processing import MMFMProcessor
 
-PAIRS = {  # modality -> (demo subset, column holding the paired text)
-    "vision": ("shapes", "caption"),
-    "audio": ("spoken_digits", "transcript"),
-    "graph": ("molecule_names", "caption"),
-    "timeseries": ("ucr", "caption"),
+PAIRS = {  # modality -> (demo subset, column holding the paired text, processor options)
+    "vision": ("shapes", "caption", {}),
+    "audio": ("spoken_digits", "transcript", {}),
+    "graph": ("molecule_names", "caption", {}),
+    # UCR recordings are up to a few hundred steps: keep the most recent `context_length` (tiny: 64).
+    "timeseries": ("ucr", "caption", {"truncation": True}),
 }
 
 
@@ -47,32 +48,35 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def parameter_table() -> None:
+def parameter_table(fixed: dict[str, dict]) -> None:
     """Parameters of every encoder at every preset, without allocating weights."""
     presets = sorted(mmfm.models.ENCODER_PRESETS, key=lambda p: mmfm.models.ENCODER_PRESETS[p]["hidden_size"])
     print(f"{'encoder':<12}" + "".join(f"{p:>14}" for p in presets))
-    for modality, config_class in mmfm.CONFIG_CLASSES.items():
+    for modality, spec in modality_specs().items():
         counts = []
         for preset in presets:
             with torch.device("meta"):
-                model = mmfm.ENCODER_CLASSES[modality](
-                    config_class.from_preset(preset, **_fixed_fields(modality))
-                )
+                model = spec.encoder_class(spec.config_class.from_preset(preset, **fixed[modality]))
             counts.append(sum(p.numel() for p in model.parameters()))
         print(f"{modality:<12}" + "".join(f"{c / 1e6:>13.2f}M" for c in counts))
 
 
-def _fixed_fields(modality: str, vocab_size: int = 8000) -> dict:
-    """Fields that the demo data fixes whatever the preset."""
-    return {"text": {"vocab_size": vocab_size}, "graph": {"node_feature_size": ATOM_FEATURE_SIZE}}.get(
-        modality, {}
-    )
+def fixed_fields(pairs: dict, tokenizer) -> dict[str, dict]:
+    """Encoder fields that the demo data fixes whatever the preset, per modality: the tokenizer's
+    vocabulary, and what each modality's spec reads off a row (the graph's node-feature width)."""
+    fields = {}
+    for modality, spec in modality_specs().items():
+        if spec.tokenized:
+            fields[modality] = {"vocab_size": len(tokenizer)}
+        else:
+            fields[modality] = dict(spec.fields_from_data(pairs[modality][0][0]))
+    return fields
 
 
 def load_pairs(count: int) -> dict[str, tuple[list, list[str]]]:
     """`count` (sample, paired text) rows per modality from the demo corpus."""
     pairs = {}
-    for modality, (subset, text_column) in PAIRS.items():
+    for modality, (subset, text_column, _) in PAIRS.items():
         dataset = load_demo_dataset(modality, subset)
         rows = dataset["test" if "test" in dataset else "train"]
         if modality in ("vision", "audio"):  # one sample per class, for a recognisable table
@@ -89,18 +93,10 @@ def load_pairs(count: int) -> dict[str, tuple[list, list[str]]]:
 
 
 def modality_inputs(modality: str, rows) -> dict:
-    """The processor input for a modality from demo rows."""
-    if modality == "vision":
-        return {"vision": list(rows["image"])}
-    if modality == "audio":
-        return {
-            "audio": [list(a) for a in rows["audio"]],
-            "audio_kwargs": {"sampling_rate": rows[0]["sampling_rate"]},
-        }
-    if modality == "graph":
-        columns = ("num_nodes", "edge_index", "node_features")
-        return {"graph": [{c: row[c] for c in columns} for row in rows]}
-    return {"timeseries": list(rows["past_values"])}
+    """The processor input for a modality from demo rows, through the modality's row adapter (the one
+    training and evaluation use): `{modality: items, "<modality>_kwargs": options}`."""
+    items, options = get_modality(modality).row_adapter(rows[:], "text")
+    return {modality: items, f"{modality}_kwargs": {**options, **PAIRS[modality][2]}}
 
 
 def similarity_table(
@@ -116,13 +112,15 @@ def similarity_table(
 def main() -> None:
     args = parse_args()
     torch.manual_seed(args.seed)
-    print("Encoder sizes (parameters) by preset:")
-    parameter_table()
-
     tokenizer = load_demo_tokenizer()
+    pairs = load_pairs(args.samples)
+    fixed = fixed_fields(pairs, tokenizer)
+    print("Encoder sizes (parameters) by preset:")
+    parameter_table(fixed)
+
     sub_configs = {
-        f"{m}_config": c.from_preset(args.preset, **_fixed_fields(m, len(tokenizer)))
-        for m, c in mmfm.CONFIG_CLASSES.items()
+        f"{m}_config": spec.config_class.from_preset(args.preset, **fixed[m])
+        for m, spec in modality_specs().items()
     }
     config = mmfm.MMFMConfig(projection_dim=256, **sub_configs)
     model = mmfm.MMFMModel(config).eval()
@@ -131,7 +129,6 @@ def main() -> None:
     print(f"\nMMFMModel ({args.preset} encoders, all five modalities): {total / 1e6:.1f}M parameters")
     print(processor)
 
-    pairs = load_pairs(args.samples)
     embeddings = {}
     with torch.no_grad():
         for modality, (rows, texts) in pairs.items():

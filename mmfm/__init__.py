@@ -1,7 +1,8 @@
 """mmfm: self-supervised pretraining of multimodal foundation models on the Hugging Face stack.
 
 Importing mmfm registers every mmfm model type with transformers' Auto classes (in `mmfm.auto`), so
-`AutoConfig`, `AutoModel` and the processor Auto classes load mmfm folders without `trust_remote_code`.
+`AutoConfig`, `AutoModel`, `AutoModelForPreTraining` and the processor Auto classes load mmfm folders
+without `trust_remote_code`.
 """
 
 from .auto import register_auto_classes

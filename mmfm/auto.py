@@ -1,66 +1,59 @@
 """Registration of mmfm's configurations, models and processors with transformers' Auto classes.
 
-The one place where mmfm tells transformers about its classes; `import mmfm` runs it once.
+The one place where mmfm tells transformers about its classes; `import mmfm` runs it once. Everything is
+read from the registries: each modality's encoder and processor (`mmfm.modalities`), each objective's
+model and the Auto classes it declares (`mmfm.objectives`).
 """
 
-from transformers import (
-    AutoConfig,
-    AutoFeatureExtractor,
-    AutoImageProcessor,
-    AutoModel,
-    AutoModelForCausalLM,
-    AutoModelForMaskedLM,
-    AutoModelForPreTraining,
-)
+import transformers
+from transformers import AutoConfig, AutoFeatureExtractor, AutoImageProcessor, AutoModel
+from transformers.image_processing_utils import BaseImageProcessor
 
-from .models import (
-    CONFIG_CLASSES,
-    ENCODER_CLASSES,
-    PRETRAINING_CLASSES,
-    MMFMConfig,
-    MMFMModel,
-    MMFMTextConfig,
-    MMFMTextForCausalLM,
-    MMFMTextForMaskedLM,
-)
-from .processing import (
-    MMFMAudioFeatureExtractor,
-    MMFMGraphProcessor,
-    MMFMImageProcessor,
-    MMFMTimeSeriesProcessor,
-)
+from .modalities import modality_specs
+from .models import MMFMConfig, MMFMModel
+from .objectives import objectives_of
 
 _registered = False
 
 
 def register_auto_classes() -> None:
-    """Register every mmfm model type with `AutoConfig`, `AutoModel` and `AutoModelForPreTraining` (text
-    also with `AutoModelForMaskedLM`/`AutoModelForCausalLM`), the image processor with
-    `AutoImageProcessor` and the other processors with `AutoFeatureExtractor` (idempotent)."""
+    """Register every mmfm model type (idempotent):
+
+    - `AutoConfig` and `AutoModel` for each encoder and the composite;
+    - each objective's model with the Auto classes it declares (`auto_classes`: `AutoModelForPreTraining`
+      for all, plus `AutoModelForMaskedLM` / `AutoModelForCausalLM` for the text LMs). A modality with
+      several objectives registers the tuple of their models, and transformers picks the one named in the
+      saved `config.architectures`, so `AutoModelForPreTraining` loads every export (a bare encoder gets the
+      modality's default objective, the tuple's first);
+    - the image processor with `AutoImageProcessor`, the other processors with `AutoFeatureExtractor`.
+    """
     global _registered
     if _registered:
         return
-    for modality, config_class in CONFIG_CLASSES.items():
-        AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
-        AutoModel.register(config_class, ENCODER_CLASSES[modality], exist_ok=True)
+    for modality, spec in modality_specs().items():
+        AutoConfig.register(spec.config_class.model_type, spec.config_class, exist_ok=True)
+        AutoModel.register(spec.config_class, spec.encoder_class, exist_ok=True)
+        by_auto_class: dict[str, list] = {}
+        for objective in objectives_of(modality):
+            for auto_class in objective.model_class.auto_classes:
+                by_auto_class.setdefault(auto_class, []).append(objective.model_class)
+        for auto_class, models in by_auto_class.items():
+            getattr(transformers, auto_class).register(
+                spec.config_class, models[0] if len(models) == 1 else tuple(models), exist_ok=True
+            )
+        if spec.tokenized:
+            continue
+        if issubclass(spec.processor_class, BaseImageProcessor):
+            # One implementation (pure torch) serves both backends transformers 5 may ask for.
+            AutoImageProcessor.register(
+                spec.config_class,
+                image_processor_classes={"pil": spec.processor_class, "torchvision": spec.processor_class},
+                exist_ok=True,
+            )
+        else:
+            AutoFeatureExtractor.register(spec.config_class, spec.processor_class, exist_ok=True)
     AutoConfig.register(MMFMConfig.model_type, MMFMConfig, exist_ok=True)
     AutoModel.register(MMFMConfig, MMFMModel, exist_ok=True)
-
-    # Each modality's encoder with its pretraining heads; text also by language-modeling head.
-    for config_class, pretraining_class in zip(CONFIG_CLASSES.values(), PRETRAINING_CLASSES.values()):
-        AutoModelForPreTraining.register(config_class, pretraining_class, exist_ok=True)
-    AutoModelForMaskedLM.register(MMFMTextConfig, MMFMTextForMaskedLM, exist_ok=True)
-    AutoModelForCausalLM.register(MMFMTextConfig, MMFMTextForCausalLM, exist_ok=True)
-
-    # One implementation (pure torch) serves both backends transformers 5 may ask for.
-    AutoImageProcessor.register(
-        CONFIG_CLASSES["vision"],
-        image_processor_classes={"pil": MMFMImageProcessor, "torchvision": MMFMImageProcessor},
-        exist_ok=True,
-    )
-    AutoFeatureExtractor.register(CONFIG_CLASSES["audio"], MMFMAudioFeatureExtractor, exist_ok=True)
-    AutoFeatureExtractor.register(CONFIG_CLASSES["graph"], MMFMGraphProcessor, exist_ok=True)
-    AutoFeatureExtractor.register(CONFIG_CLASSES["timeseries"], MMFMTimeSeriesProcessor, exist_ok=True)
     _registered = True
 
 

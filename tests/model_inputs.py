@@ -1,7 +1,8 @@
 """Tiny configurations and seeded inputs for every registered model, shared by the model suites.
 
-Each builder returns a padded batch plus the same samples unpadded, one by one, so suites can check
-that padding never changes a sample's outputs.
+Each modality builder returns a padded batch plus the same samples unpadded, one by one, so suites can
+check that padding never changes a sample's outputs. Each objective adds its randomness (masking noise,
+labels) to a modality batch explicitly, so its loss is reproducible (`objective_inputs`).
 """
 
 from __future__ import annotations
@@ -11,8 +12,12 @@ from dataclasses import dataclass, field
 import torch
 
 from mmfm.models import CONFIG_CLASSES, ENCODER_CLASSES, MODALITIES, MMFMConfig, MMFMModel
+from mmfm.objectives import get_objective, objectives
 
 ALL_MODELS = (*MODALITIES, "composite")
+OBJECTIVES = tuple(objectives())
+# Every public model class: the encoders (by modality), the composite, each objective's model (by name).
+ALL_MODEL_CLASSES = (*ALL_MODELS, *OBJECTIVES)
 
 
 @dataclass
@@ -34,10 +39,30 @@ def tiny_config(name: str, **overrides):
     return CONFIG_CLASSES[name].from_preset("tiny", **fields)
 
 
+def objective_config(name: str, pretraining_config: dict | None = None, **overrides):
+    """The tiny encoder config of objective `name`: its requirements (e.g. causal attention), its tiny
+    decoder sizes, then `pretraining_config` and encoder `overrides`."""
+    objective = get_objective(name)
+    pretraining = {**objective.config_class.presets.get("tiny", {}), **(pretraining_config or {})}
+    return tiny_config(
+        objective.modality, **{**objective.encoder_requirements, **overrides}, pretraining_config=pretraining
+    )
+
+
 def build_model(name: str, config=None, **overrides) -> torch.nn.Module:
+    """The model `name` of `ALL_MODEL_CLASSES` (an encoder, the composite or an objective's model)."""
+    if name in OBJECTIVES:
+        return get_objective(name).model_class(
+            config if config is not None else objective_config(name, **overrides)
+        )
     config = config if config is not None else tiny_config(name, **overrides)
     model_class = MMFMModel if name == "composite" else ENCODER_CLASSES[name]
     return model_class(config)
+
+
+def model_config(name: str, **overrides):
+    """The tiny config of any model of `ALL_MODEL_CLASSES`."""
+    return objective_config(name, **overrides) if name in OBJECTIVES else tiny_config(name, **overrides)
 
 
 def _text(config, gen) -> tuple[dict, list[dict]]:
@@ -128,6 +153,73 @@ def make_inputs(name: str, config, seed: int = 0) -> tuple[dict, list[dict]]:
         for single, sample in zip(singles, modality_singles):
             single[modality] = sample
     return batch, singles
+
+
+def _text_labels(batch: dict, gen: torch.Generator) -> torch.Tensor:
+    ids, real = batch["input_ids"], batch["attention_mask"].bool()
+    chosen = (torch.rand(ids.shape, generator=gen) < 0.3) & real
+    chosen[:, 1] = True
+    return torch.where(chosen, ids, -100)
+
+
+def _mlm(batch, config, gen):
+    return {**batch, "labels": _text_labels(batch, gen)}
+
+
+def _clm(batch, config, gen):
+    return {**batch, "labels": batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)}
+
+
+def _rts(batch, config, gen):
+    real = batch["attention_mask"].bool()
+    replaced = torch.where(real, torch.randint(0, 2, real.shape, generator=gen), -100)
+    return {**batch, "labels": _text_labels(batch, gen), "substitution_labels": replaced}
+
+
+def _mae(batch, config, gen):  # 32x40 images: 4x5 patches
+    return {**batch, "noise": torch.rand(3, 20, generator=gen)}
+
+
+def _droppos(batch, config, gen):  # DropPos classifies among the config's 4x4 grid: 32x32 images
+    pixels = batch["pixel_values"][:, :, :, : config.image_size]
+    return {
+        "pixel_values": pixels,
+        "noise": torch.rand(3, 16, generator=gen),
+        "position_noise": torch.rand(3, 4, generator=gen),
+    }
+
+
+def _ssast(batch, config, gen):  # clips of 23, 9 and 16 frames: 6 time slots x 4 bands
+    return {**batch, "noise": torch.rand(3, 24, generator=gen)}
+
+
+def _graphmae(batch, config, gen):
+    noise = {"noise": torch.rand(3, 5, generator=gen), "substitution_noise": torch.rand(3, 5, generator=gen)}
+    return {**batch, **noise}
+
+
+def _ts_masked(batch, config, gen):
+    return {**batch, "noise": torch.rand(3, 2, config.num_patches, generator=gen)}
+
+
+OBJECTIVE_RANDOMNESS = {
+    "mlm": _mlm, "clm": _clm, "rts": _rts, "mae": _mae, "droppos": _droppos, "ssast": _ssast,
+    "graphmae": _graphmae, "ts_masked": _ts_masked,
+}  # fmt: skip
+
+
+def objective_inputs(name: str, config, seed: int = 0) -> dict:
+    """A fixed batch for objective `name` with every random choice (masking noise, labels) given explicitly;
+    an objective without an entry in `OBJECTIVE_RANDOMNESS` gets its modality's batch (its masks then come
+    from the global generator, which the suites seed before every call)."""
+    batch, _ = make_inputs(get_objective(name).modality, config, seed)
+    add_randomness = OBJECTIVE_RANDOMNESS.get(name, lambda batch, config, gen: dict(batch))
+    return add_randomness(batch, config, torch.Generator().manual_seed(seed + 1))
+
+
+def model_inputs(name: str, config, seed: int = 0) -> dict:
+    """The batch of any model of `ALL_MODEL_CLASSES` (objective models get their explicit randomness)."""
+    return objective_inputs(name, config, seed) if name in OBJECTIVES else make_inputs(name, config, seed)[0]
 
 
 def primary_output(name: str, output) -> torch.Tensor:

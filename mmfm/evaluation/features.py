@@ -18,70 +18,11 @@ import torch
 from datasets import Dataset
 from tqdm.auto import tqdm
 
-from ..models import CONFIG_CLASSES, MODALITIES
+from ..modalities import get_modality, modality_of_config
 
 logger = logging.getLogger(__name__)
 
 TEXT_COLUMNS = ("text", "caption", "transcript")
-
-
-# ---------------------------------------------------------------------------------------------- rows -> inputs
-
-
-def _text_items(rows: dict[str, list], text_column: str) -> tuple[list[str], dict]:
-    return list(rows[text_column]), {}
-
-
-def _vision_items(rows: dict[str, list], text_column: str) -> tuple[list, dict]:
-    return list(rows["image"]), {}
-
-
-def _audio_items(rows: dict[str, list], text_column: str) -> tuple[list[np.ndarray], dict]:
-    clips = [np.asarray(clip, dtype=np.float32) for clip in rows["audio"]]
-    if "sampling_rate" not in rows:
-        return clips, {}
-    rates = sorted({int(rate) for rate in rows["sampling_rate"]})
-    if len(rates) > 1:
-        raise ValueError(
-            f"The `sampling_rate` column mixes rates {rates} within one batch: resample the clips to one rate "
-            "(e.g. `dataset.cast_column`) before extracting features."
-        )
-    return clips, {"sampling_rate": rates[0]}
-
-
-def _graph_items(rows: dict[str, list], text_column: str) -> tuple[list[dict], dict]:
-    keys = [key for key in ("num_nodes", "edge_index", "node_features") if key in rows]
-    graphs = []
-    for values in zip(*(rows[key] for key in keys)):
-        graph = dict(zip(keys, values))
-        # `[[], []]` and `[[s...], [t...]]` are both (2, E); an array makes E == 2 unambiguous too.
-        graph["edge_index"] = np.asarray(graph["edge_index"], dtype=np.int64).reshape(2, -1)
-        if graph.get("node_features") is not None:
-            graph["node_features"] = np.asarray(graph["node_features"], dtype=np.float32)
-        graphs.append(graph)
-    return graphs, {}
-
-
-def _timeseries_items(rows: dict[str, list], text_column: str) -> tuple[list[np.ndarray], dict]:
-    # A nested list would read as a list of univariate series: give each (L, C) series as an array.
-    # None (an Arrow null) becomes NaN, the processor's mark of a missing value.
-    return [np.asarray(series, dtype=np.float32) for series in rows["past_values"]], {}
-
-
-_ROW_ADAPTERS: dict[str, Callable[[dict[str, list], str], tuple[list, dict]]] = {
-    "text": _text_items,
-    "vision": _vision_items,
-    "audio": _audio_items,
-    "graph": _graph_items,
-    "timeseries": _timeseries_items,
-}
-_REQUIRED_COLUMNS = {
-    "vision": ("image",),
-    "audio": ("audio",),
-    "graph": ("num_nodes", "edge_index"),
-    "timeseries": ("past_values",),
-}
-_OPTIONAL_COLUMNS = {"audio": ("sampling_rate",), "graph": ("node_features",)}
 
 
 def input_columns(dataset: Dataset, modality: str, text_column: str = "text") -> list[str]:
@@ -90,21 +31,19 @@ def input_columns(dataset: Dataset, modality: str, text_column: str = "text") ->
     Raises:
         ValueError: unknown modality, or a required column is missing (the message names it).
     """
-    if modality not in MODALITIES:
-        raise ValueError(f"Unknown modality {modality!r}; modalities are {MODALITIES}.")
-    required = (text_column,) if modality == "text" else _REQUIRED_COLUMNS[modality]
+    spec = get_modality(modality)
+    required, optional = spec.columns(text_column)
     missing = [column for column in required if column not in dataset.column_names]
     if missing:
         hint = ""
-        if modality == "text":
+        if spec.tokenized:
             present = [c for c in TEXT_COLUMNS if c in dataset.column_names]
             hint = f" Pass `text_column=` one of {present}." if present else ""
         raise ValueError(
             f"The dataset has no column(s) {missing} needed for {modality} features; its columns are "
             f"{dataset.column_names}.{hint}"
         )
-    optional = [c for c in _OPTIONAL_COLUMNS.get(modality, ()) if c in dataset.column_names]
-    return list(required) + optional
+    return required + [c for c in optional if c in dataset.column_names]
 
 
 # ---------------------------------------------------------------------------------------------- model side
@@ -113,8 +52,6 @@ def input_columns(dataset: Dataset, modality: str, text_column: str = "text") ->
 def _encode_function(model: torch.nn.Module, modality: str) -> tuple[Callable[..., torch.Tensor], set[str]]:
     """`(encode, input_names)`: a call from processor outputs to (B, D) features, and the input names the
     encoder's `forward` declares (other processor outputs, e.g. time-series `loc`/`scale`, are dropped)."""
-    model_type = getattr(getattr(model, "config", None), "model_type", None)
-    encoder_types = {config.model_type: m for m, config in CONFIG_CLASSES.items()}
     if hasattr(model, "get_features") and hasattr(model, "encoders"):
         if modality not in model.encoders:
             raise ValueError(f"This MMFMModel has no {modality} encoder; it encodes {tuple(model.encoders)}.")
@@ -124,15 +61,18 @@ def _encode_function(model: torch.nn.Module, modality: str) -> tuple[Callable[..
             return model.get_features(modality, normalize=False, **inputs)
 
     else:
-        if model_type in encoder_types and encoder_types[model_type] != modality:
+        try:
+            model_modality = modality_of_config(model.config)
+        except (AttributeError, ValueError):
+            model_modality = None  # not an mmfm encoder: trust the caller
+        if model_modality is not None and model_modality != modality:
             raise ValueError(
-                f"The model is a {encoder_types[model_type]} encoder ({type(model).__name__}) but `modality` "
-                f"is {modality!r}."
+                f"The model is a {model_modality} encoder ({type(model).__name__}) but `modality` is {modality!r}."
             )
         encoder = model
 
         def encode(**inputs):
-            return model(**inputs).pooler_output
+            return model(**inputs, return_dict=True).pooler_output
 
     parameters = inspect.signature(encoder.forward).parameters.values()
     names = {p.name for p in parameters if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
@@ -161,7 +101,7 @@ def process_rows(
     processor_kwargs: Mapping[str, Any] | None,
 ) -> Mapping[str, Any]:
     """Rows `start:start + batch_size` through the row adapter and the processor -> the encoder inputs."""
-    items, kwargs = _ROW_ADAPTERS[modality](dataset[start : start + batch_size], text_column)
+    items, kwargs = get_modality(modality).row_adapter(dataset[start : start + batch_size], text_column)
     kwargs = {**kwargs, **(processor_kwargs or {})}
     try:
         return processor(**{modality: items, f"{modality}_kwargs": kwargs})[modality]

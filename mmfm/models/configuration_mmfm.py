@@ -1,35 +1,21 @@
 """Configuration of the composite multimodal model (model type `mmfm`)."""
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from transformers import PreTrainedConfig
 
-from .configuration_mmfm_audio import MMFMAudioConfig
 from .configuration_mmfm_common import ExportableConfigMixin
-from .configuration_mmfm_graph import MMFMGraphConfig
-from .configuration_mmfm_text import MMFMTextConfig
-from .configuration_mmfm_timeseries import MMFMTimeSeriesConfig
-from .configuration_mmfm_vision import MMFMVisionConfig
-
-# The one modality vocabulary: folder names, batch keys, sub-config keys (`<modality>_config`) and
-# model-type suffixes (`mmfm_<modality>`) all use these names, in this order.
-MODALITIES = ("text", "vision", "audio", "graph", "timeseries")
-CONFIG_CLASSES = {
-    "text": MMFMTextConfig,
-    "vision": MMFMVisionConfig,
-    "audio": MMFMAudioConfig,
-    "graph": MMFMGraphConfig,
-    "timeseries": MMFMTimeSeriesConfig,
-}
+from .mmfm_modalities import CONFIG_CLASSES, MODALITIES
 
 
 class MMFMConfig(ExportableConfigMixin, PreTrainedConfig):
-    r"""Configuration of [`MMFMModel`]: any subset of the five encoders, each with its sub-config (like
+    r"""Configuration of [`MMFMModel`]: any subset of the encoders, each with its sub-config (like
     `CLIPConfig`), projected into one shared embedding space.
 
     Args:
-        text_config, vision_config, audio_config, graph_config, timeseries_config: the encoder
-            configurations (config objects or dicts); leave a modality out (None) to omit its encoder.
+        <modality>_config (`text_config`, `vision_config`, `audio_config`, `graph_config`,
+            `timeseries_config`; one per modality of `mmfm_modalities.py`): the encoder configurations
+            (config objects or dicts); leave a modality out (None) to omit its encoder.
         projection_dim: P, size of the shared embedding space.
         logit_scale_init_value: initial log of the similarity temperature multiplier (CLIP: ln(1/0.07)).
         logit_scale_max: the log-multiplier is clamped to this (CLIP: ln(100)) when computing logits.
@@ -41,29 +27,27 @@ class MMFMConfig(ExportableConfigMixin, PreTrainedConfig):
         "AutoModel": "modeling_mmfm.MMFMModel",
     }
     # Plain `sub_configs` (not transformers >= 5.2x's `sub_configs_defaults`) so transformers 5.17 works too;
-    # a missing modality stays None instead of getting a default encoder.
+    # a missing modality stays None instead of getting a default encoder. The sub-configs are attributes
+    # set from keyword arguments (one per registered modality), not dataclass fields, so the modality list
+    # is written once, in `mmfm_modalities.py`.
     sub_configs = {f"{modality}_config": config_class for modality, config_class in CONFIG_CLASSES.items()}
 
-    text_config: MMFMTextConfig | dict | None = None
-    vision_config: MMFMVisionConfig | dict | None = None
-    audio_config: MMFMAudioConfig | dict | None = None
-    graph_config: MMFMGraphConfig | dict | None = None
-    timeseries_config: MMFMTimeSeriesConfig | dict | None = None
     projection_dim: int = 512
     logit_scale_init_value: float = 2.6592
     logit_scale_max: float = 4.6052
 
-    def __post_init__(self, **kwargs):
+    def __post_init__(self, **kwargs: Any):
         # Sub-configs arrive as config objects, dicts (from config.json) or None; build the objects before
         # the base class propagates the attention implementation to them.
         for key, config_class in self.sub_configs.items():
-            value = getattr(self, key)
+            value = kwargs.pop(key, None)
             if isinstance(value, dict):
-                setattr(self, key, config_class(**{k: v for k, v in value.items() if k != "model_type"}))
-            elif value is not None and not isinstance(value, PreTrainedConfig):
+                value = config_class(**{k: v for k, v in value.items() if k != "model_type"})
+            elif value is not None and not isinstance(value, config_class):
                 raise TypeError(
                     f"MMFMConfig.{key} must be a {config_class.__name__}, a dict or None, got {type(value).__name__}."
                 )
+            setattr(self, key, value)
         super().__post_init__(**kwargs)
         if (
             isinstance(self.projection_dim, bool)
@@ -89,4 +73,4 @@ class MMFMConfig(ExportableConfigMixin, PreTrainedConfig):
         return config
 
 
-__all__ = ["CONFIG_CLASSES", "MMFMConfig", "MODALITIES"]
+__all__ = ["CONFIG_CLASSES", "MODALITIES", "MMFMConfig"]

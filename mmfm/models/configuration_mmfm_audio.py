@@ -2,12 +2,7 @@
 
 from typing import Any, ClassVar
 
-from .configuration_mmfm_common import (
-    MMFMEncoderConfig,
-    require_choice,
-    require_open_fraction,
-    require_positive_int,
-)
+from .configuration_mmfm_common import MMFMEncoderConfig, require_choice, require_positive_int
 
 
 class MMFMAudioConfig(MMFMEncoderConfig):
@@ -25,17 +20,14 @@ class MMFMAudioConfig(MMFMEncoderConfig):
             `max_time_patches * patch_time_size` frames are rejected (at a 10 ms hop, 64 x 16 frames is
             10.24 s).
         pooling: clip embedding from the `"cls"` token or the `"mean"` of real patch tokens.
-        mask_ratio: SSAST pretraining: fraction of each clip's real patches that are masked (the paper masks
-            400 of 512 patches of a 10 s clip, about 0.78; 0.75 here).
-        generative_loss_weight: SSAST's lambda, the weight of the reconstruction loss (10 in the paper).
-        (transformer fields: see `MMFMEncoderConfig`.)
+        (transformer fields and `pretraining_*`: see `MMFMEncoderConfig`.)
     """
 
     model_type = "mmfm_audio"
+    modality: ClassVar[str] = "audio"
     auto_map_classes: ClassVar[dict[str, str]] = {
         "AutoConfig": "configuration_mmfm_audio.MMFMAudioConfig",
         "AutoModel": "modeling_mmfm_audio.MMFMAudioModel",
-        "AutoModelForPreTraining": "modeling_mmfm_audio.MMFMAudioForPreTraining",
     }
     modality_presets: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": {"num_mel_bins": 32, "patch_frequency_size": 8, "patch_time_size": 4, "max_time_patches": 64}
@@ -46,8 +38,6 @@ class MMFMAudioConfig(MMFMEncoderConfig):
     patch_time_size: int = 16
     max_time_patches: int = 64
     pooling: str = "cls"
-    mask_ratio: float = 0.75
-    generative_loss_weight: float = 10.0
 
     def check_consistency(self) -> None:
         super().check_consistency()
@@ -55,11 +45,6 @@ class MMFMAudioConfig(MMFMEncoderConfig):
             self, "num_mel_bins", "patch_frequency_size", "patch_time_size", "max_time_patches"
         )
         require_choice(self, "pooling", ("cls", "mean"))
-        require_open_fraction(self, "mask_ratio")
-        if not isinstance(self.generative_loss_weight, (int, float)) or self.generative_loss_weight < 0:
-            raise ValueError(
-                f"MMFMAudioConfig.generative_loss_weight must be >= 0, got {self.generative_loss_weight!r}."
-            )
         if self.num_mel_bins % self.patch_frequency_size:
             raise ValueError(
                 f"MMFMAudioConfig.num_mel_bins ({self.num_mel_bins}) must be a multiple of "

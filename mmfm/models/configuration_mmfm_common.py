@@ -1,9 +1,14 @@
-"""Fields, checks and size presets shared by every mmfm encoder configuration.
+"""Fields, checks and size presets shared by every mmfm encoder configuration, and the base of every
+objective's hyperparameters (`MMFMObjectiveConfig`).
 
 Part of the exportable model folder: imports only transformers and its siblings.
 """
 
-from typing import Any, ClassVar
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
 
 from transformers import PreTrainedConfig
 from transformers.activations import ACT2FN
@@ -79,15 +84,20 @@ def check_decoder_sizes(config: PreTrainedConfig) -> None:
 class ExportableConfigMixin:
     """Makes a saved folder loadable without mmfm (`trust_remote_code=True`).
 
-    `auto_map_classes` lists every Auto class of the model type; it is written as `auto_map` on each
-    save, because transformers alone records only the classes that happened to be saved.
+    `auto_map_classes` lists the Auto classes every model of the type has (config, encoder); it is written
+    as `auto_map` on each save, because transformers alone records only the class that happened to be
+    saved. Entries for other Auto classes, which an objective's model sets for itself when it is saved
+    (`AutoModelForPreTraining`, `AutoModelForMaskedLM`, ...), are kept.
     """
 
     _auto_class: ClassVar[str | None] = "AutoConfig"
     auto_map_classes: ClassVar[dict[str, str]] = {}
 
     def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
-        self.auto_map = dict(self.auto_map_classes)
+        extra = {
+            k: v for k, v in (getattr(self, "auto_map", None) or {}).items() if k not in self.auto_map_classes
+        }
+        self.auto_map = {**self.auto_map_classes, **extra}
         return super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
 
 
@@ -108,8 +118,15 @@ class MMFMEncoderConfig(ExportableConfigMixin, PreTrainedConfig):
         validate_inputs: check input values (NaN/Inf, index ranges) on every forward. These checks read
             tensor values, which costs a device synchronisation on GPU; turn off for maximum speed once
             the data pipeline is trusted. Shape checks always run.
+        pretraining_objective: the objective this encoder was (or is being) pretrained with (`"mae"`,
+            `"mlm"`, ...), recorded by the objective's model; None for an encoder never pretrained by mmfm.
+            A model of another objective refuses the configuration, naming both.
+        pretraining_config: that objective's hyperparameters (its `MMFMObjectiveConfig` as a dict), so
+            continued pretraining resumes with the same settings.
     """
 
+    # The modality token of the encoder (`text`, `vision`, ...): the key of this config in `MMFMConfig`.
+    modality: ClassVar[str] = ""
     # Modality-specific fields merged on top of ENCODER_PRESETS by `from_preset`.
     modality_presets: ClassVar[dict[str, dict[str, Any]]] = {}
 
@@ -124,6 +141,8 @@ class MMFMEncoderConfig(ExportableConfigMixin, PreTrainedConfig):
     layer_norm_eps: float = 1e-6
     qkv_bias: bool = True
     validate_inputs: bool = True
+    pretraining_objective: str | None = None
+    pretraining_config: dict[str, Any] | None = None
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -145,6 +164,16 @@ class MMFMEncoderConfig(ExportableConfigMixin, PreTrainedConfig):
                 f"{type(self).__name__}.hidden_act must be one of {sorted(ACT2FN)}, got {self.hidden_act!r}."
             )
         require_probability(self, "hidden_dropout_prob", "attention_probs_dropout_prob")
+        if self.pretraining_objective is not None and not isinstance(self.pretraining_objective, str):
+            raise ValueError(
+                f"{type(self).__name__}.pretraining_objective must be an objective name or None, got "
+                f"{self.pretraining_objective!r}."
+            )
+        if self.pretraining_config is not None and not isinstance(self.pretraining_config, Mapping):
+            raise ValueError(
+                f"{type(self).__name__}.pretraining_config must be a mapping of the objective's fields or None, "
+                f"got {self.pretraining_config!r}."
+            )
 
     @property
     def head_dim(self) -> int:
@@ -163,10 +192,66 @@ def _largest_divisor_at_most(n: int, limit: int) -> int:
     return max(d for d in range(1, max(1, limit) + 1) if n % d == 0)
 
 
+@dataclasses.dataclass
+class MMFMObjectiveConfig:
+    """Hyperparameters one pretraining objective owns (a dataclass per objective, next to its model).
+
+    They are stored in the encoder configuration's `pretraining_config` dict, so a saved pretraining model
+    records how it was trained; the encoder's own fields stay architecture only. Subclasses declare
+    typed fields with defaults and validate them in `check`; `presets` holds their sizes for the encoder
+    presets (`tiny`, `small`, ...), which the training recipe applies under the run's own values.
+    """
+
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def check(self) -> None:
+        """Raise `ValueError` naming the field when a value cannot be trained with (subclasses add checks)."""
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | None) -> "MMFMObjectiveConfig":
+        """Build from a mapping: unknown fields and wrong types are refused, naming the valid fields."""
+        values = dict(values or {})
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise ValueError(f"Unknown {cls.__name__} field(s) {unknown}; valid fields: {names}.")
+        hints = typing.get_type_hints(cls)
+        for name, value in values.items():
+            values[name] = _coerce(f"{cls.__name__}.{name}", hints[name], value)
+        objective = cls(**values)
+        objective.check()
+        return objective
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _coerce(where: str, hint: Any, value: Any) -> Any:
+    """`value` as type `hint` (bool, int, float, str, a Literal or an optional of those), else `ValueError`."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        return _coerce(where, next(a for a in args if a is not type(None)), value)
+    if origin is Literal:
+        if value not in args:
+            raise ValueError(f"{where} must be one of {list(args)}, got {value!r}.")
+        return value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, hint) or (hint in (int, float) and isinstance(value, bool)):
+        raise ValueError(f"{where} must be a {hint.__name__}, got {value!r} ({type(value).__name__}).")
+    return value
+
+
 __all__ = [
     "ENCODER_PRESETS",
     "ExportableConfigMixin",
     "MMFMEncoderConfig",
+    "MMFMObjectiveConfig",
     "check_decoder_sizes",
+    "require_choice",
     "require_open_fraction",
+    "require_positive_int",
+    "require_probability",
 ]

@@ -2,12 +2,7 @@
 
 from typing import Any, ClassVar
 
-from .configuration_mmfm_common import (
-    MMFMEncoderConfig,
-    require_choice,
-    require_open_fraction,
-    require_positive_int,
-)
+from .configuration_mmfm_common import MMFMEncoderConfig, require_choice, require_positive_int
 
 
 class MMFMGraphConfig(MMFMEncoderConfig):
@@ -32,17 +27,14 @@ class MMFMGraphConfig(MMFMEncoderConfig):
         gin_train_eps: learn epsilon.
         pooling: graph embedding from the `"graph_token"` (a virtual node attending to all nodes) or
             the `"mean"` of node tokens.
-        mask_ratio: GraphMAE (Hou et al., 2022): fraction of each graph's nodes whose features are replaced
-            by the mask token and reconstructed (the paper uses 0.25-0.75; 0.5 here).
-        sce_gamma: exponent of GraphMAE's scaled cosine error (the paper's alpha, 1-3; 2 here).
-        (transformer fields: see `MMFMEncoderConfig`.)
+        (transformer fields and `pretraining_*`: see `MMFMEncoderConfig`.)
     """
 
     model_type = "mmfm_graph"
+    modality: ClassVar[str] = "graph"
     auto_map_classes: ClassVar[dict[str, str]] = {
         "AutoConfig": "configuration_mmfm_graph.MMFMGraphConfig",
         "AutoModel": "modeling_mmfm_graph.MMFMGraphModel",
-        "AutoModelForPreTraining": "modeling_mmfm_graph.MMFMGraphForPreTraining",
     }
     modality_presets: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": {"max_degree": 8, "max_distance": 5, "random_walk_steps": 4}
@@ -57,8 +49,6 @@ class MMFMGraphConfig(MMFMEncoderConfig):
     gin_eps: float = 0.0
     gin_train_eps: bool = False
     pooling: str = "graph_token"
-    mask_ratio: float = 0.5
-    sce_gamma: float = 2.0
 
     def check_consistency(self) -> None:
         super().check_consistency()
@@ -68,9 +58,6 @@ class MMFMGraphConfig(MMFMEncoderConfig):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"MMFMGraphConfig.{name} must be a non-negative integer, got {value!r}.")
         require_choice(self, "pooling", ("graph_token", "mean"))
-        require_open_fraction(self, "mask_ratio")
-        if not isinstance(self.sce_gamma, (int, float)) or self.sce_gamma < 1:
-            raise ValueError(f"MMFMGraphConfig.sce_gamma must be >= 1, got {self.sce_gamma!r}.")
 
 
 __all__ = ["MMFMGraphConfig"]

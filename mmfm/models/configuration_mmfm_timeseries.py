@@ -2,12 +2,7 @@
 
 from typing import Any, ClassVar
 
-from .configuration_mmfm_common import (
-    MMFMEncoderConfig,
-    require_choice,
-    require_open_fraction,
-    require_positive_int,
-)
+from .configuration_mmfm_common import MMFMEncoderConfig, require_choice, require_positive_int
 
 
 class MMFMTimeSeriesConfig(MMFMEncoderConfig):
@@ -29,18 +24,14 @@ class MMFMTimeSeriesConfig(MMFMEncoderConfig):
             `num_input_channels`.
         minimum_scale: floor of the scale, so constant series do not divide by zero.
         is_causal: patches attend only to earlier patches (GPHT-style generative models).
-        pretraining_objective: what [`MMFMTimeSeriesForPreTraining`] trains: `"masked"` (PatchTST, Nie et
-            al., 2023: reconstruct randomly masked patches) or `"autoregressive"` (GPHT, Liu et al., 2024:
-            predict each next patch with causal attention; needs `is_causal=True`).
-        mask_ratio: fraction of each channel's patches masked by the `"masked"` objective (PatchTST: 0.4).
-        (transformer fields: see `MMFMEncoderConfig`.)
+        (transformer fields and `pretraining_*`: see `MMFMEncoderConfig`.)
     """
 
     model_type = "mmfm_timeseries"
+    modality: ClassVar[str] = "timeseries"
     auto_map_classes: ClassVar[dict[str, str]] = {
         "AutoConfig": "configuration_mmfm_timeseries.MMFMTimeSeriesConfig",
         "AutoModel": "modeling_mmfm_timeseries.MMFMTimeSeriesModel",
-        "AutoModelForPreTraining": "modeling_mmfm_timeseries.MMFMTimeSeriesForPreTraining",
     }
     modality_presets: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": {"context_length": 64, "patch_length": 8, "patch_stride": 8}
@@ -54,15 +45,11 @@ class MMFMTimeSeriesConfig(MMFMEncoderConfig):
     revin_affine: bool = False
     minimum_scale: float = 1e-5
     is_causal: bool = False
-    pretraining_objective: str = "masked"
-    mask_ratio: float = 0.4
 
     def check_consistency(self) -> None:
         super().check_consistency()
         require_positive_int(self, "context_length", "patch_length", "patch_stride")
         require_choice(self, "scaling", ("std", "mean", "none"))
-        require_choice(self, "pretraining_objective", ("masked", "autoregressive"))
-        require_open_fraction(self, "mask_ratio")
         if self.num_input_channels is not None:
             require_positive_int(self, "num_input_channels")
         elif self.revin_affine:

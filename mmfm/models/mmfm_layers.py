@@ -7,6 +7,8 @@ Attention dispatches through transformers' attention interface, so `attn_impleme
 Part of the exportable model folder: imports only torch, transformers and its siblings.
 """
 
+import re
+
 import torch
 from torch import nn
 from transformers import PreTrainedModel
@@ -111,14 +113,16 @@ def sinusoidal_embedding_1d(positions: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 def sincos_embedding_2d(grid_height: int, grid_width: int, dim: int, device=None) -> torch.Tensor:
-    """2-D sine-cosine embedding as in MAE (He et al., 2022): half the channels encode the row, half
-    the column. Returns (grid_height * grid_width, dim), row-major like the patch order."""
+    """2-D sine-cosine embedding with the table layout of MAE (He et al., 2022; `get_2d_sincos_pos_embed`,
+    also transformers' ViTMAE and DropPos): the first half of the channels encodes the column, the second
+    half the row (MAE's meshgrid puts the width first). Returns (grid_height * grid_width, dim), row-major
+    like the patch order, so MAE position tables carry over unchanged."""
     if dim % 4:
         raise ValueError(f"2-D sine-cosine positions need hidden_size divisible by 4, got {dim}.")
     rows = torch.arange(grid_height, device=device).repeat_interleave(grid_width)
     cols = torch.arange(grid_width, device=device).repeat(grid_height)
     return torch.cat(
-        [sinusoidal_embedding_1d(rows, dim // 2), sinusoidal_embedding_1d(cols, dim // 2)], dim=-1
+        [sinusoidal_embedding_1d(cols, dim // 2), sinusoidal_embedding_1d(rows, dim // 2)], dim=-1
     )
 
 
@@ -294,28 +298,42 @@ class MMFMTransformer(nn.Module):
         position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
+        state_shape: tuple[int, ...] | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None, tuple[torch.Tensor, ...] | None]:
         """Run the blocks on (B, L, D) embeddings; the output flags default to the config's.
 
+        `state_shape` (e.g. (B, C, P, D) when the time-series encoder runs its B * C channels as the batch):
+        hidden states are returned in that shape, and each block reads its input back from the returned
+        tensor, so the states a caller receives are part of the autograd graph (their `.grad` is filled by
+        `backward`, as transformers' models guarantee).
+
         Returns:
-            The normalised last hidden state (B, L, D); when asked, the input of every block plus the
-            normalised output (num_layers + 1 tensors of (B, L, D)); and each block's attention weights
+            The normalised last hidden state (B, L, D) (or `state_shape`); when asked, the input of every
+            block plus the normalised output (num_layers + 1 tensors); and each block's attention weights
             (B, H, L, L) (eager attention only).
         """
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
         if output_attentions is None:
             output_attentions = self.config.output_attentions
+        flat_shape = hidden_states.shape
         all_hidden = [] if output_hidden_states else None
         all_attentions = [] if output_attentions else None
         for layer in self.layers:
             if all_hidden is not None:
-                all_hidden.append(hidden_states)
+                if state_shape is not None:
+                    recorded = hidden_states.view(state_shape)
+                    hidden_states = recorded.view(flat_shape)
+                    all_hidden.append(recorded)
+                else:
+                    all_hidden.append(hidden_states)
             # hidden_states goes positionally so gradient checkpointing can propagate its gradient.
             hidden_states, weights = layer(hidden_states, attention_mask, position_embeddings)
             if all_attentions is not None:
                 all_attentions.append(weights)
         hidden_states = self.norm(hidden_states)
+        if state_shape is not None:
+            hidden_states = hidden_states.view(state_shape)
         if all_hidden is not None:
             all_hidden.append(hidden_states)
         return (
@@ -329,7 +347,9 @@ class ResizedConfig:
     """A model config seen with other transformer sizes, for the decoders of pretraining heads.
 
     Every attribute not overridden (the attention implementation above all) is read from the model's
-    config at call time, so `set_attn_implementation` reaches the decoder too.
+    config at call time, so `set_attn_implementation` reaches the decoder too. Dunder and private lookups
+    are not forwarded, so `copy.deepcopy`, `pickle` and `torch.save` see a plain object (an EMA teacher
+    or PEFT's model copies need that).
     """
 
     def __init__(self, config, **sizes):
@@ -337,20 +357,24 @@ class ResizedConfig:
         self._sizes = sizes
 
     def __getattr__(self, name: str):
+        # Only reached for names not in __dict__; while unpickling, __dict__ is still empty.
+        if name.startswith("__") or name in ("_config", "_sizes"):
+            raise AttributeError(name)
         sizes = self.__dict__.get("_sizes", {})
         if name in sizes:
             return sizes[name]
-        return getattr(self.__dict__["_config"], name)
+        return getattr(self._config, name)
 
 
-def decoder_config(config) -> ResizedConfig:
-    """The `decoder_*` sizes of `config` as a config for `MMFMTransformer`."""
+def decoder_config(config, sizes) -> ResizedConfig:
+    """The model `config` with the `decoder_*` sizes of `sizes` (an objective's config), for a decoder
+    `MMFMTransformer`."""
     return ResizedConfig(
         config,
-        hidden_size=config.decoder_hidden_size,
-        num_hidden_layers=config.decoder_num_hidden_layers,
-        num_attention_heads=config.decoder_num_attention_heads,
-        intermediate_size=config.decoder_intermediate_size,
+        hidden_size=sizes.decoder_hidden_size,
+        num_hidden_layers=sizes.decoder_num_hidden_layers,
+        num_attention_heads=sizes.decoder_num_attention_heads,
+        intermediate_size=sizes.decoder_intermediate_size,
     )
 
 
@@ -365,27 +389,36 @@ class MMFMEncoderPreTrainedModel(PreTrainedModel):
     _supports_flash_attn = True
     _can_compile_fullgraph = False
 
+    # Set on a bare encoder by `post_init`: the pattern of checkpoint keys that belong to no module of it.
+    foreign_keys_pattern: str | None = None
 
-def truncated_normal_std(config) -> float:
-    """Standard deviation used for the extra parameters (class tokens, learned positions)."""
-    return getattr(config, "initializer_range", 0.02) or 0.02
+    def post_init(self) -> None:
+        super().post_init()
+        if not hasattr(self, self.base_model_prefix):
+            # A bare encoder: loading it from a pretraining checkpoint leaves that objective's heads behind
+            # silently. Everything outside the encoder's own modules is such a head (objectives are free to
+            # name theirs), so the pattern is built from the encoder's children rather than listing heads.
+            # A model with heads drops it again (`MMFMPreTrainingMixin.post_init`): there, heads are its own.
+            own = "|".join(re.escape(name) for name, _ in self.named_children())
+            self.foreign_keys_pattern = rf"^(?!(?:{self.base_model_prefix}|{own})\.)"
+            self._keys_to_ignore_on_load_unexpected.add(self.foreign_keys_pattern)
 
 
 __all__ = [
-    "ResizedConfig",
-    "decoder_config",
-    "MMFMAttention",
-    "MMFMLayer",
     "MMFMMLP",
+    "MMFMAttention",
     "MMFMEncoderPreTrainedModel",
+    "MMFMLayer",
     "MMFMTransformer",
+    "ResizedConfig",
     "apply_rotary",
     "check_finite",
-    "check_token_flags",
-    "resolve_padding_mask",
     "check_rank",
+    "check_token_flags",
+    "decoder_config",
     "eager_attention_forward",
     "masked_mean",
+    "resolve_padding_mask",
     "rotary_cos_sin",
     "sincos_embedding_2d",
     "sinusoidal_embedding_1d",

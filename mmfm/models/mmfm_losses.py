@@ -32,13 +32,26 @@ def masked_mse(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tenso
 
 
 def masked_cross_entropy(
-    logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    ignore_index: int = -100,
+    num_items_in_batch: int | torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Cross-entropy over (N, V) `logits` for (N,) `labels`, skipping `ignore_index` (0 if all skipped)."""
+    """Cross-entropy over (N, V) `logits` for (N,) `labels`, skipping `ignore_index` (0 if all skipped).
+
+    The mean over the scored items, or their sum divided by `num_items_in_batch` when given (the scored
+    items of every micro-batch of an accumulated step, as transformers' `Trainer` passes it, so a step's
+    gradient does not depend on how its tokens fall into micro-batches).
+    """
     keep = labels != ignore_index
     if not bool(keep.any()):
         return logits.sum() * 0.0
-    return nn.functional.cross_entropy(logits[keep].float(), labels[keep])
+    if num_items_in_batch is None:
+        return nn.functional.cross_entropy(logits[keep].float(), labels[keep])
+    total = nn.functional.cross_entropy(logits[keep].float(), labels[keep], reduction="sum")
+    if isinstance(num_items_in_batch, torch.Tensor):
+        num_items_in_batch = num_items_in_batch.to(total.device)
+    return total / num_items_in_batch
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,8 @@ def random_masking(
     generator: torch.Generator | None = None,
     noise: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """MAE's per-sample random masking of `length` items, keeping round(length * (1 - mask_ratio)).
+    """MAE's per-sample random masking of `length` items, keeping int(length * (1 - mask_ratio)) (MAE's and
+    DropPos's `len_keep`; 49 of 196 patches at 0.75).
 
     Returns:
         keep_indices (B, L_keep): kept item indices, in increasing order of noise (MAE's order);
@@ -33,7 +34,7 @@ def random_masking(
         restore_indices (B, L): argsort that puts [kept, removed] back in the original order.
     """
     check_mask_ratio(mask_ratio)
-    keep = int(round(length * (1.0 - mask_ratio)))
+    keep = int(length * (1.0 - mask_ratio))
     if keep < 1 or keep >= length:
         raise ValueError(
             f"Cannot mask {mask_ratio:.0%} of {length} items and keep at least one of each: the input is too "
@@ -85,4 +86,41 @@ def random_masking_with_padding(
     return (rank < num_masked[:, None]) & valid
 
 
-__all__ = ["check_mask_ratio", "masking_noise", "random_masking", "random_masking_with_padding"]
+def random_masking_over_batch(
+    valid: torch.Tensor,
+    mask_ratio: float,
+    generator: torch.Generator | None = None,
+    noise: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Mask int(n * mask_ratio) of the n valid items of the whole batch (at least 1, at most n - 1), chosen
+    jointly rather than per sample, as GraphMAE masks the nodes of a batched graph: a sample may get
+    none or all of its items masked. Padding is never masked.
+
+    Args:
+        valid: (B, L) bool, True for real items.
+
+    Returns:
+        (B, L) bool mask, True where an item is masked.
+    """
+    check_mask_ratio(mask_ratio)
+    total = int(valid.sum())
+    if total < 2:
+        raise ValueError(f"The batch has {total} real item(s): too short to mask anything while keeping one.")
+    if noise is None:
+        noise = masking_noise(tuple(valid.shape), valid.device, generator)
+    elif noise.shape != valid.shape:
+        raise ValueError(f"`noise` must have shape {tuple(valid.shape)}, got {tuple(noise.shape)}.")
+    flat = noise.masked_fill(~valid, float("inf")).flatten()
+    num_masked = min(max(int(total * mask_ratio), 1), total - 1)
+    mask = torch.zeros_like(flat, dtype=torch.bool)
+    mask[torch.argsort(flat)[:num_masked]] = True
+    return mask.view(valid.shape)
+
+
+__all__ = [
+    "check_mask_ratio",
+    "masking_noise",
+    "random_masking",
+    "random_masking_over_batch",
+    "random_masking_with_padding",
+]

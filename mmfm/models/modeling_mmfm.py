@@ -5,6 +5,7 @@ ImageBind-style). The contrastive objectives that train it live outside the expo
 Part of the exportable model folder: imports only torch, transformers and its siblings.
 """
 
+import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import combinations
@@ -16,20 +17,8 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 
-from .configuration_mmfm import MODALITIES, MMFMConfig
-from .modeling_mmfm_audio import MMFMAudioModel
-from .modeling_mmfm_graph import MMFMGraphModel
-from .modeling_mmfm_text import MMFMTextModel
-from .modeling_mmfm_timeseries import MMFMTimeSeriesModel
-from .modeling_mmfm_vision import MMFMVisionModel
-
-ENCODER_CLASSES = {
-    "text": MMFMTextModel,
-    "vision": MMFMVisionModel,
-    "audio": MMFMAudioModel,
-    "graph": MMFMGraphModel,
-    "timeseries": MMFMTimeSeriesModel,
-}
+from .configuration_mmfm import MMFMConfig
+from .mmfm_modalities import ENCODER_CLASSES, MODALITIES
 
 
 @dataclass
@@ -56,18 +45,12 @@ class MMFMPreTrainedModel(PreTrainedModel):
     config: MMFMConfig
     config_class = MMFMConfig
     base_model_prefix = "mmfm"
-    main_input_name = "input_ids"
-    input_modalities = ("text", "image", "audio", "graph", "time")
+    # The inputs of the first modality (`forward` takes one mapping of encoder inputs per modality).
+    main_input_name = MODALITIES[0]
+    input_modalities = tuple(dict.fromkeys(m for e in ENCODER_CLASSES.values() for m in e.input_modalities))
     _auto_class = "AutoModel"
     supports_gradient_checkpointing = True
-    _no_split_modules = [
-        "MMFMLayer",
-        "MMFMTextEmbeddings",
-        "MMFMVisionEmbeddings",
-        "MMFMAudioEmbeddings",
-        "MMFMGraphEmbeddings",
-        "MMFMTimeSeriesEmbeddings",
-    ]
+    _no_split_modules = sorted({name for e in ENCODER_CLASSES.values() for name in e._no_split_modules})
     _supports_sdpa = True
     _supports_flash_attn = True
 
@@ -137,43 +120,42 @@ class MMFMModel(MMFMPreTrainedModel):
 
     def get_features(self, modality: str, normalize: bool = True, **inputs) -> torch.FloatTensor:
         """Embed one modality's inputs: the encoder's pooled output, projected (B, P), unit norm if asked."""
-        pooled = self._encoder_for(modality)(**inputs).pooler_output
+        pooled = self._encoder_for(modality)(**inputs, return_dict=True).pooler_output
         features = self.projections[modality](pooled)
         return nn.functional.normalize(features, dim=-1) if normalize else features
 
     @can_return_tuple
     def forward(
         self,
-        text: Mapping[str, torch.Tensor] | None = None,
-        vision: Mapping[str, torch.Tensor] | None = None,
-        audio: Mapping[str, torch.Tensor] | None = None,
-        graph: Mapping[str, torch.Tensor] | None = None,
-        timeseries: Mapping[str, torch.Tensor] | None = None,
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
-        **kwargs,
+        **inputs: Mapping[str, torch.Tensor],
     ) -> MMFMModelOutput:
         r"""
         Args:
-            text, vision, audio, graph, timeseries (`Mapping[str, torch.Tensor]`, *optional*): the inputs of
-                that modality's encoder (e.g. `{"pixel_values": (B, C, H, W)}`), as its processor returns them.
+            text, vision, audio, graph, timeseries (`Mapping[str, torch.Tensor]`, *optional*; one keyword per
+                modality): the inputs of that modality's encoder (e.g. `{"pixel_values": (B, C, H, W)}`), as
+                its processor returns them. Any other keyword is refused, naming the modalities.
         """
-        self._check_modality_names(kwargs)
-        given = {m: x for m, x in zip(MODALITIES, (text, vision, audio, graph, timeseries)) if x is not None}
+        self._check_modality_names(inputs)
+        given = {m: inputs[m] for m in MODALITIES if inputs.get(m) is not None}
         if not given:
             raise ValueError(
                 f"MMFMModel needs inputs for at least one of its modalities {tuple(self.encoders)}."
             )
         logit_scale = self.logit_scale.clamp(max=self.config.logit_scale_max).exp()
         embeddings, encoder_outputs = {}, {}
-        for modality, inputs in given.items():
-            if not isinstance(inputs, Mapping):
+        for modality, modality_inputs in given.items():
+            if not isinstance(modality_inputs, Mapping):
                 raise TypeError(
                     f"`{modality}` must be a mapping of encoder inputs (e.g. the processor's output), "
-                    f"got {type(inputs).__name__}."
+                    f"got {type(modality_inputs).__name__}."
                 )
             output = self._encoder_for(modality)(
-                **inputs, output_hidden_states=output_hidden_states, output_attentions=output_attentions
+                **modality_inputs,
+                output_hidden_states=output_hidden_states,
+                output_attentions=output_attentions,
+                return_dict=True,
             )
             encoder_outputs[modality] = output
             projected = self.projections[modality](output.pooler_output)
@@ -184,6 +166,28 @@ class MMFMModel(MMFMPreTrainedModel):
         return MMFMModelOutput(
             logit_scale=logit_scale, embeddings=embeddings, logits=logits, encoder_outputs=encoder_outputs
         )
+
+
+def _forward_signature() -> inspect.Signature:
+    """`MMFMModel.forward`'s signature with one keyword per registered modality, so introspection (transformers'
+    `Trainer` drops dataset columns a model does not take) sees the real inputs rather than `**inputs`."""
+    modality_parameters = [
+        inspect.Parameter(
+            m, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Mapping[str, torch.Tensor] | None
+        )
+        for m in MODALITIES
+    ]
+    flags = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=bool | None)
+        for name in ("output_hidden_states", "output_attentions", "return_dict")
+    ]
+    self_parameter = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return inspect.Signature(
+        [self_parameter, *modality_parameters, *flags], return_annotation=MMFMModelOutput
+    )
+
+
+MMFMModel.forward.__signature__ = _forward_signature()
 
 
 __all__ = ["ENCODER_CLASSES", "MMFMModel", "MMFMModelOutput", "MMFMPreTrainedModel"]

@@ -13,16 +13,14 @@ from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 
 from .configuration_mmfm_audio import MMFMAudioConfig
-from .mmfm_losses import info_nce, masked_mse
-from .mmfm_masking import random_masking_with_padding
 from .mmfm_layers import (
     MMFMEncoderPreTrainedModel,
     MMFMTransformer,
     check_finite,
-    check_token_flags,
-    resolve_padding_mask,
     check_rank,
+    check_token_flags,
     masked_mean,
+    resolve_padding_mask,
 )
 
 
@@ -156,8 +154,8 @@ class MMFMAudioPreTrainedModel(MMFMEncoderPreTrainedModel):
 class MMFMAudioModel(MMFMAudioPreTrainedModel):
     """Audio encoder: `input_features` (B, T, num_mel_bins) -> patch tokens and a clip embedding (B, D)."""
 
-    # Loading the encoder from a pretraining checkpoint leaves its heads behind, silently.
-    _keys_to_ignore_on_load_unexpected = [r"_head\.", r"embeddings\.mask_token"]
+    # SSAST's mask token is built only for its model; a bare encoder loads without it.
+    _keys_to_ignore_on_load_unexpected = [r"embeddings\.mask_token$"]
 
     def __init__(self, config: MMFMAudioConfig, use_mask_token: bool = False):
         super().__init__(config)
@@ -202,7 +200,7 @@ class MMFMAudioModel(MMFMAudioPreTrainedModel):
         expected = (input_features.shape[0], time_patches * self.config.num_frequency_patches)
         check_token_flags(
             "masked_patches", masked_patches, expected, self.embeddings.mask_token, "use_mask_token",
-            "MMFMAudioForPreTraining",
+            "MMFMAudioForSSAST",
         )  # fmt: skip
 
     @can_return_tuple
@@ -213,7 +211,6 @@ class MMFMAudioModel(MMFMAudioPreTrainedModel):
         masked_patches: torch.BoolTensor | None = None,
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
-        **kwargs,
     ) -> MMFMAudioModelOutput:
         r"""
         Args:
@@ -246,98 +243,11 @@ class MMFMAudioModel(MMFMAudioPreTrainedModel):
         )
 
 
-@dataclass
-class MMFMAudioForPreTrainingOutput(ModelOutput):
-    r"""Output of [`MMFMAudioForPreTraining`].
-
-    Args:
-        loss (`torch.FloatTensor` of shape `()`): `discriminative_loss + generative_loss_weight * generative_loss`.
-        discriminative_loss (`torch.FloatTensor` of shape `()`): InfoNCE over each clip's masked patches.
-        generative_loss (`torch.FloatTensor` of shape `()`): MSE reconstruction of the masked patches.
-        discriminative_accuracy (`torch.FloatTensor` of shape `()`): how often a masked patch's prediction
-            picks its own patch among the clip's masked patches.
-        reconstruction (`torch.FloatTensor` of shape `(B, T_p * F_p, patch_time * patch_frequency)`).
-        masked_patches (`torch.BoolTensor` of shape `(B, T_p * F_p)`).
-    """
-
-    loss: torch.FloatTensor | None = None
-    discriminative_loss: torch.FloatTensor | None = None
-    generative_loss: torch.FloatTensor | None = None
-    discriminative_accuracy: torch.FloatTensor | None = None
-    reconstruction: torch.FloatTensor | None = None
-    masked_patches: torch.BoolTensor | None = None
-
-
-class MMFMAudioPredictionHead(nn.Module):
-    """SSAST's two-layer prediction head: (B, L, D) -> (B, L, patch_time * patch_frequency)."""
-
-    def __init__(self, config: MMFMAudioConfig):
-        super().__init__()
-        self.fc1 = nn.Linear(config.hidden_size, config.hidden_size)
-        self.act = nn.ReLU()
-        self.fc2 = nn.Linear(config.hidden_size, config.patch_time_size * config.patch_frequency_size)
-
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(hidden_states)))
-
-
-class MMFMAudioForPreTraining(MMFMAudioPreTrainedModel):
-    """SSAST (Gong et al., 2022, "SSAST: Self-Supervised Audio Spectrogram Transformer"): joint
-    discriminative and generative masked spectrogram patch modeling. `mask_ratio` of each clip's real
-    patches get the mask embedding; from their output tokens one head must pick each patch among the clip's
-    masked patches (InfoNCE) and another reconstructs it (MSE); the loss is the discriminative one plus
-    `generative_loss_weight` (10 in the paper) times the generative one. Padding patches are never masked
-    nor scored. (SSAST's cluster masking is not implemented: patches are masked independently.)"""
-
-    _auto_class = "AutoModelForPreTraining"
-
-    def __init__(self, config: MMFMAudioConfig):
-        super().__init__(config)
-        self.encoder = MMFMAudioModel(config, use_mask_token=True)
-        self.discriminative_head = MMFMAudioPredictionHead(config)
-        self.generative_head = MMFMAudioPredictionHead(config)
-        self.post_init()
-
-    def forward(
-        self,
-        input_features: torch.FloatTensor,
-        attention_mask: torch.Tensor | None = None,
-        noise: torch.FloatTensor | None = None,
-        **kwargs,
-    ) -> MMFMAudioForPreTrainingOutput:
-        r"""
-        Args:
-            input_features, attention_mask: as for [`MMFMAudioModel`].
-            noise (`torch.FloatTensor` of shape `(B, T_p * F_p)`, *optional*): uniform noise; the real patches
-                with the smallest values are masked. Drawn from the global generator if None.
-        """
-        frame_mask = self.encoder._check_inputs(input_features, attention_mask)
-        features, padded_mask = pad_to_patches(
-            input_features.float(), frame_mask, self.config.patch_time_size
-        )
-        valid = patch_validity(padded_mask, self.config)
-        masked = random_masking_with_padding(valid, self.config.mask_ratio, noise=noise)
-        hidden = self.encoder(input_features, attention_mask, masked_patches=masked).last_hidden_state[:, 1:]
-        targets = patchify_spectrogram(features, self.config)
-        discriminative, accuracy = info_nce(self.discriminative_head(hidden), targets, masked)
-        reconstruction = self.generative_head(hidden)
-        generative = masked_mse(reconstruction.float(), targets, masked)
-        loss = discriminative + self.config.generative_loss_weight * generative
-        return MMFMAudioForPreTrainingOutput(
-            loss=loss,
-            discriminative_loss=discriminative,
-            generative_loss=generative,
-            discriminative_accuracy=accuracy,
-            reconstruction=reconstruction,
-            masked_patches=masked,
-        )
-
-
 __all__ = [
-    "MMFMAudioForPreTraining",
-    "MMFMAudioForPreTrainingOutput",
     "MMFMAudioModel",
     "MMFMAudioModelOutput",
     "MMFMAudioPreTrainedModel",
+    "pad_to_patches",
+    "patch_validity",
     "patchify_spectrogram",
 ]

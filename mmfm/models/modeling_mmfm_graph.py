@@ -10,23 +10,20 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from transformers import initialization as init
-from transformers.activations import ACT2FN
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 
 from .configuration_mmfm_graph import MMFMGraphConfig
-from .mmfm_losses import scaled_cosine_error
-from .mmfm_masking import random_masking_with_padding
 from .mmfm_layers import (
     MMFMMLP,
     MMFMEncoderPreTrainedModel,
     MMFMTransformer,
     check_finite,
-    check_token_flags,
-    resolve_padding_mask,
     check_rank,
+    check_token_flags,
     masked_mean,
+    resolve_padding_mask,
 )
 
 
@@ -69,6 +66,13 @@ def dense_adjacency(edge_index: torch.Tensor, num_nodes: int) -> torch.Tensor:
         accumulate=True,
     )
     return adjacency
+
+
+def batch_adjacency(edge_index: torch.Tensor | None, batch: int, num_nodes: int, device) -> torch.Tensor:
+    """`dense_adjacency` of (B, 2, E) `edge_index`, or no edges at all (B, N, N zeros) when it is None."""
+    if edge_index is None:
+        return torch.zeros(batch, num_nodes, num_nodes, device=device)
+    return dense_adjacency(edge_index.long(), num_nodes)
 
 
 def random_walk_encoding(neighbours: torch.Tensor, steps: int) -> torch.Tensor:
@@ -239,8 +243,8 @@ class MMFMGraphPreTrainedModel(MMFMEncoderPreTrainedModel):
 class MMFMGraphModel(MMFMGraphPreTrainedModel):
     """Graph encoder: padded node features (B, N, F) and edges (B, 2, E) -> node tokens and (B, D)."""
 
-    # Loading the encoder from a pretraining checkpoint leaves its heads behind, silently.
-    _keys_to_ignore_on_load_unexpected = [r"^encoder_to_decoder", r"^decoder", r"embeddings\.mask_token"]
+    # GraphMAE's mask token is built only for its model; a bare encoder loads without it.
+    _keys_to_ignore_on_load_unexpected = [r"embeddings\.mask_token$"]
 
     def __init__(self, config: MMFMGraphConfig, use_mask_token: bool = False):
         super().__init__(config)
@@ -319,7 +323,6 @@ class MMFMGraphModel(MMFMGraphPreTrainedModel):
         masked_nodes: torch.BoolTensor | None = None,
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
-        **kwargs,
     ) -> MMFMGraphModelOutput:
         r"""
         Args:
@@ -334,13 +337,10 @@ class MMFMGraphModel(MMFMGraphPreTrainedModel):
         if masked_nodes is not None:
             check_token_flags(
                 "masked_nodes", masked_nodes, node_mask.shape, self.embeddings.mask_token, "use_mask_token",
-                "MMFMGraphForPreTraining",
+                "MMFMGraphForGraphMAE",
             )  # fmt: skip
         batch, nodes, _ = node_features.shape
-        if edge_index is None:
-            adjacency = node_features.new_zeros(batch, nodes, nodes, dtype=torch.float32)
-        else:
-            adjacency = dense_adjacency(edge_index.long(), nodes)
+        adjacency = batch_adjacency(edge_index, batch, nodes, node_features.device)
         embeddings = self.embeddings(node_features, adjacency, node_mask, masked_nodes)
         token_mask = torch.cat([node_mask.new_ones(batch, 1), node_mask], dim=1)
         if self.attention_bias is not None:
@@ -371,89 +371,11 @@ class MMFMGraphModel(MMFMGraphPreTrainedModel):
         )
 
 
-@dataclass
-class MMFMGraphForPreTrainingOutput(ModelOutput):
-    r"""Output of [`MMFMGraphForPreTraining`].
-
-    Args:
-        loss (`torch.FloatTensor` of shape `()`): equal to `graphmae_loss`.
-        graphmae_loss (`torch.FloatTensor` of shape `()`): scaled cosine error on the masked nodes.
-        reconstruction (`torch.FloatTensor` of shape `(B, N, F)`): decoded node features.
-        masked_nodes (`torch.BoolTensor` of shape `(B, N)`): nodes whose features were masked.
-    """
-
-    loss: torch.FloatTensor | None = None
-    graphmae_loss: torch.FloatTensor | None = None
-    reconstruction: torch.FloatTensor | None = None
-    masked_nodes: torch.BoolTensor | None = None
-
-
-class MMFMGraphDecoder(nn.Module):
-    """GraphMAE's single-layer GNN decoder, here a GIN layer (Xu et al., 2019) from the hidden size to the
-    node feature size: (B, N, D) codes and (B, N, N) edge counts -> (B, N, F)."""
-
-    def __init__(self, config: MMFMGraphConfig):
-        super().__init__()
-        self.fc1 = nn.Linear(config.hidden_size, config.hidden_size)
-        self.act = ACT2FN[config.hidden_act]
-        self.fc2 = nn.Linear(config.hidden_size, config.node_feature_size)
-
-    def forward(self, codes: torch.Tensor, adjacency: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(codes + adjacency.to(codes.dtype) @ codes)))
-
-
-class MMFMGraphForPreTraining(MMFMGraphPreTrainedModel):
-    """GraphMAE (Hou et al., 2022, "GraphMAE: Self-Supervised Masked Graph Autoencoders") on the graph
-    encoder: replace the features of `mask_ratio` of each graph's nodes by a learned mask token, encode,
-    map the codes to the decoder space, re-mask them (zero the masked nodes' codes, so the decoder must
-    reconstruct them from their neighbours), decode with one GIN layer, and score the masked nodes'
-    reconstructed features with the scaled cosine error (exponent `sce_gamma`)."""
-
-    _auto_class = "AutoModelForPreTraining"
-
-    def __init__(self, config: MMFMGraphConfig):
-        super().__init__(config)
-        self.encoder = MMFMGraphModel(config, use_mask_token=True)
-        self.encoder_to_decoder = nn.Linear(config.hidden_size, config.hidden_size, bias=False)
-        self.decoder = MMFMGraphDecoder(config)
-        self.post_init()
-
-    def forward(
-        self,
-        node_features: torch.FloatTensor,
-        edge_index: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        noise: torch.FloatTensor | None = None,
-        **kwargs,
-    ) -> MMFMGraphForPreTrainingOutput:
-        r"""
-        Args:
-            node_features, edge_index, attention_mask: as for [`MMFMGraphModel`].
-            noise (`torch.FloatTensor` of shape `(B, N)`, *optional*): uniform noise; the real nodes with the
-                smallest values are masked. Drawn from the global generator if None.
-        """
-        node_mask = self.encoder._check_inputs(node_features, edge_index, attention_mask)
-        masked = random_masking_with_padding(node_mask, self.config.mask_ratio, noise=noise)
-        encoded = self.encoder(node_features, edge_index, attention_mask, masked_nodes=masked)
-        codes = self.encoder_to_decoder(encoded.last_hidden_state[:, 1:])  # (B, N, D), graph token dropped
-        codes = codes.masked_fill(masked.unsqueeze(-1), 0.0)  # re-mask
-        batch, nodes, _ = node_features.shape
-        if edge_index is None:
-            adjacency = codes.new_zeros(batch, nodes, nodes)
-        else:
-            adjacency = dense_adjacency(edge_index.long(), nodes)
-        reconstruction = self.decoder(codes, adjacency)
-        loss = scaled_cosine_error(reconstruction[masked], node_features[masked], self.config.sce_gamma)
-        return MMFMGraphForPreTrainingOutput(
-            loss=loss, graphmae_loss=loss, reconstruction=reconstruction, masked_nodes=masked
-        )
-
-
 __all__ = [
     "MMFMGINConv",
-    "MMFMGraphForPreTraining",
-    "MMFMGraphForPreTrainingOutput",
     "MMFMGraphModel",
     "MMFMGraphModelOutput",
     "MMFMGraphPreTrainedModel",
+    "batch_adjacency",
+    "dense_adjacency",
 ]

@@ -15,8 +15,6 @@ from transformers.utils.generic import can_return_tuple
 
 from .configuration_mmfm_timeseries import MMFMTimeSeriesConfig
 from .mmfm_layers import MMFMEncoderPreTrainedModel, MMFMTransformer, check_finite, check_rank, masked_mean
-from .mmfm_losses import masked_mse
-from .mmfm_masking import random_masking_with_padding
 
 
 @dataclass
@@ -77,6 +75,11 @@ class MMFMInstanceNorm(nn.Module):
         return normalised * observed, loc, scale
 
 
+def patch_values(values: torch.Tensor, patch_length: int) -> torch.Tensor:
+    """(B, L, C) -> (B, C, P, patch_length) non-overlapping patches (the time-series objectives' targets)."""
+    return values.transpose(1, 2).unfold(-1, patch_length, patch_length)
+
+
 class MMFMTimeSeriesEmbeddings(nn.Module):
     """Cut each channel into patches and embed values together with their observed mask."""
 
@@ -117,9 +120,6 @@ class MMFMTimeSeriesPreTrainedModel(MMFMEncoderPreTrainedModel):
 
 class MMFMTimeSeriesModel(MMFMTimeSeriesPreTrainedModel):
     """Time-series encoder: `past_values` (B, L, C) -> per-channel patch tokens and an embedding (B, D)."""
-
-    # Loading the encoder from a pretraining checkpoint leaves its head behind, silently.
-    _keys_to_ignore_on_load_unexpected = [r"^head\."]
 
     def __init__(self, config: MMFMTimeSeriesConfig):
         super().__init__(config)
@@ -178,14 +178,34 @@ class MMFMTimeSeriesModel(MMFMTimeSeriesPreTrainedModel):
         diagonal = torch.eye(patches, dtype=torch.bool, device=tokens.device)
         return (causal & (patch_mask[:, None, :] | diagonal)).unsqueeze(1)
 
+    def _hide_masked_patches(
+        self, past_values, observed, masked_patches
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Zero the values and observed flags of the (B, C, P) `masked_patches` (non-overlapping patches)."""
+        batch, _, channels = past_values.shape
+        expected = (batch, channels, self.config.num_patches)
+        if tuple(masked_patches.shape) != expected or masked_patches.dtype != torch.bool:
+            raise ValueError(
+                f"`masked_patches` must be a bool tensor of shape {expected} (one flag per channel and patch), "
+                f"got {masked_patches.dtype} of shape {tuple(masked_patches.shape)}."
+            )
+        if self.config.patch_stride != self.config.patch_length:
+            raise ValueError(
+                "`masked_patches` needs non-overlapping patches (patch_stride == patch_length), or a masked "
+                "patch's values would stay visible in its overlapping neighbours."
+            )
+        hidden_steps = masked_patches.repeat_interleave(self.config.patch_length, dim=-1).transpose(1, 2)
+        kept = (~hidden_steps).to(observed.dtype)  # (B, L, C)
+        return past_values * kept, observed * kept
+
     @can_return_tuple
     def forward(
         self,
         past_values: torch.FloatTensor,
         past_observed_mask: torch.Tensor | None = None,
+        masked_patches: torch.BoolTensor | None = None,
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
-        **kwargs,
     ) -> MMFMTimeSeriesModelOutput:
         r"""
         Args:
@@ -193,25 +213,33 @@ class MMFMTimeSeriesModel(MMFMTimeSeriesPreTrainedModel):
                 may hold any finite value (they are masked).
             past_observed_mask (`torch.Tensor` of shape `(B, L, C)`, *optional*): 1 for observed values,
                 0 for missing values and padding.
+            masked_patches (`torch.BoolTensor` of shape `(B, C, P)`, *optional*): patches hidden by a masked
+                objective, as PatchTST's masking: their values are zeroed (after, and left out of, the instance
+                normalisation) and they stay tokens that attend and are attended like observed patches.
+                Missing values, by contrast, are removed from attention.
         """
         observed = self._check_inputs(past_values, past_observed_mask)
-        normalised, loc, scale = self.normalization(past_values.float(), observed.float())
+        values = past_values.float()
+        if masked_patches is not None:
+            values, observed = self._hide_masked_patches(values, observed, masked_patches)
+        normalised, loc, scale = self.normalization(values, observed.float())
         tokens, patch_mask = self.embeddings(normalised, observed)
         batch, channels, patches, dim = tokens.shape
         flat_tokens = tokens.reshape(batch * channels, patches, dim)
-        flat_mask = patch_mask.reshape(batch * channels, patches)
-        mask = self._attention_mask(flat_tokens, flat_mask)
+        attended = patch_mask if masked_patches is None else patch_mask | masked_patches
+        mask = self._attention_mask(flat_tokens, attended.reshape(batch * channels, patches))
         hidden, all_hidden, attentions = self.transformer(
             flat_tokens,
             mask,
             output_hidden_states=output_hidden_states,
             output_attentions=output_attentions,
+            state_shape=(batch, channels, patches, dim),
         )
-        pooled = masked_mean(hidden, flat_mask).view(batch, channels, dim).mean(dim=1)
-        if all_hidden is not None:
-            all_hidden = tuple(h.view(batch, channels, patches, dim) for h in all_hidden)
+        pooled = (
+            masked_mean(hidden.flatten(0, 1), patch_mask.flatten(0, 1)).view(batch, channels, dim).mean(dim=1)
+        )
         return MMFMTimeSeriesModelOutput(
-            last_hidden_state=hidden.view(batch, channels, patches, dim),
+            last_hidden_state=hidden,
             pooler_output=pooled,
             patch_mask=patch_mask.long(),
             loc=loc,
@@ -221,157 +249,9 @@ class MMFMTimeSeriesModel(MMFMTimeSeriesPreTrainedModel):
         )
 
 
-@dataclass
-class MMFMTimeSeriesForPreTrainingOutput(ModelOutput):
-    r"""Output of [`MMFMTimeSeriesForPreTraining`].
-
-    Args:
-        loss (`torch.FloatTensor` of shape `()`): the objective's loss (`masked_loss` or `autoregressive_loss`).
-        masked_loss (`torch.FloatTensor` of shape `()`, *optional*): MSE on the observed values of masked patches.
-        autoregressive_loss (`torch.FloatTensor` of shape `()`, *optional*): MSE of each next-patch prediction on
-            the observed values of that next patch.
-        prediction (`torch.FloatTensor` of shape `(B, C, P, patch_length)`): per token, the reconstructed patch
-            (masked) or the predicted next patch (autoregressive), in normalised units.
-        target (`torch.FloatTensor` of shape `(B, C, P, patch_length)`): the patches in normalised units.
-        mask (`torch.BoolTensor` of shape `(B, C, P)`, *optional*): masked patches (masked objective).
-        loc, scale (`torch.FloatTensor` of shape `(B, 1, C)`): the instance normalisation, to map predictions
-            back as `prediction * scale + loc`.
-    """
-
-    loss: torch.FloatTensor | None = None
-    masked_loss: torch.FloatTensor | None = None
-    autoregressive_loss: torch.FloatTensor | None = None
-    prediction: torch.FloatTensor | None = None
-    target: torch.FloatTensor | None = None
-    mask: torch.BoolTensor | None = None
-    loc: torch.FloatTensor | None = None
-    scale: torch.FloatTensor | None = None
-
-
-class MMFMTimeSeriesForPreTraining(MMFMTimeSeriesPreTrainedModel):
-    """The time-series encoder with a linear patch head, trained by `config.pretraining_objective`:
-
-    - `"masked"` (Nie et al., 2023, "A Time Series is Worth 64 Words", PatchTST's self-supervised
-      pretraining): mask `mask_ratio` of each channel's patches that hold an observed value (values and
-      observed flags set to 0, so the instance normalisation never sees them) and reconstruct them; loss
-      on observed values only; padding patches are never masked nor scored.
-    - `"autoregressive"` (Liu et al., 2024, GPHT: "Generative Pretrained Hierarchical Transformer for Time
-      Series Forecasting"; the hierarchy is not implemented): with causal attention, every patch token
-      predicts the next patch; `forecast` rolls this forward and reverses the instance normalisation. The
-      normalisation statistics cover the whole window, as in GPHT, so a mean and a scale per channel are
-      the only information that flows from later patches to earlier predictions.
-
-    Both need non-overlapping patches (`patch_stride == patch_length`).
-    """
-
-    _auto_class = "AutoModelForPreTraining"
-
-    def __init__(self, config: MMFMTimeSeriesConfig):
-        super().__init__(config)
-        if config.patch_stride != config.patch_length:
-            raise ValueError(
-                f"MMFMTimeSeriesForPreTraining needs non-overlapping patches: patch_stride ({config.patch_stride}) "
-                f"must equal patch_length ({config.patch_length}), or masked and future values would be "
-                "visible through overlapping neighbours."
-            )
-        if config.pretraining_objective == "autoregressive" and not config.is_causal:
-            raise ValueError(
-                "pretraining_objective='autoregressive' needs is_causal=True, or every patch could see the "
-                "patch it has to predict."
-            )
-        self.encoder = MMFMTimeSeriesModel(config)
-        self.head = nn.Linear(config.hidden_size, config.patch_length)
-        self.post_init()
-
-    def _patches(self, values: torch.Tensor) -> torch.Tensor:
-        """(B, L, C) -> (B, C, P, patch_length) non-overlapping patches."""
-        length = self.config.patch_length
-        return values.transpose(1, 2).unfold(-1, length, length)
-
-    def forward(
-        self,
-        past_values: torch.FloatTensor,
-        past_observed_mask: torch.Tensor | None = None,
-        noise: torch.FloatTensor | None = None,
-        **kwargs,
-    ) -> MMFMTimeSeriesForPreTrainingOutput:
-        r"""
-        Args:
-            past_values (`torch.FloatTensor` of shape `(B, L, C)`), past_observed_mask (same shape, optional):
-                as for [`MMFMTimeSeriesModel`].
-            noise (`torch.FloatTensor` of shape `(B, C, P)`, *optional*): masked objective: uniform noise whose
-                smallest values (among patches with an observed value) mark the masked patches of each channel;
-                drawn from the global generator if None.
-        """
-        observed = self.encoder._check_inputs(past_values, past_observed_mask)
-        if self.config.pretraining_objective == "masked":
-            return self._masked(past_values, observed, noise)
-        return self._autoregressive(past_values, observed)
-
-    def _masked(self, values, observed, noise) -> MMFMTimeSeriesForPreTrainingOutput:
-        batch, _, channels = values.shape
-        patches = self.config.num_patches
-        if noise is not None and tuple(noise.shape) != (batch, channels, patches):
-            raise ValueError(
-                f"`noise` must have shape ({batch}, {channels}, {patches}), got {tuple(noise.shape)}."
-            )
-        # Only patches holding an observed value are candidates (padding is never a target), and each
-        # channel keeps at least one of them visible.
-        valid = self._patches(observed).any(dim=-1).reshape(batch * channels, patches)
-        flat_noise = None if noise is None else noise.reshape(batch * channels, patches)
-        mask = random_masking_with_padding(valid.bool(), self.config.mask_ratio, noise=flat_noise)
-        mask = mask.view(batch, channels, patches)
-        hidden_steps = mask.repeat_interleave(self.config.patch_length, dim=-1).transpose(1, 2)  # (B, L, C)
-        visible = observed * (~hidden_steps).to(observed.dtype)
-        output = self.encoder(values * visible, visible)
-        target = self._patches((values.float() - output.loc) / output.scale)
-        prediction = self.head(output.last_hidden_state)  # (B, C, P, patch_length)
-        scored = self._patches(observed) * mask.unsqueeze(-1)
-        loss = masked_mse(prediction.float(), target, scored.bool())
-        return MMFMTimeSeriesForPreTrainingOutput(
-            loss=loss, masked_loss=loss, prediction=prediction, target=target, mask=mask,
-            loc=output.loc, scale=output.scale,
-        )  # fmt: skip
-
-    def _autoregressive(self, values, observed) -> MMFMTimeSeriesForPreTrainingOutput:
-        output = self.encoder(values, observed)
-        target = self._patches((values.float() - output.loc) / output.scale)
-        prediction = self.head(output.last_hidden_state)
-        scored = self._patches(observed)[:, :, 1:].bool()
-        loss = masked_mse(prediction[:, :, :-1].float(), target[:, :, 1:], scored)
-        return MMFMTimeSeriesForPreTrainingOutput(
-            loss=loss, autoregressive_loss=loss, prediction=prediction, target=target,
-            loc=output.loc, scale=output.scale,
-        )  # fmt: skip
-
-    @torch.no_grad()
-    def forecast(
-        self, past_values: torch.FloatTensor, past_observed_mask: torch.Tensor | None = None, horizon: int = 1
-    ) -> torch.FloatTensor:
-        """Autoregressive forecast of the next `horizon` steps (B, horizon, C), in the input's units: each
-        step predicts one patch from the last `context_length` steps and slides the window forward."""
-        if self.config.pretraining_objective != "autoregressive":
-            raise ValueError("forecast needs a model trained with pretraining_objective='autoregressive'.")
-        if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
-            raise ValueError(f"`horizon` must be a positive integer, got {horizon!r}.")
-        values = past_values.float()
-        observed = self.encoder._check_inputs(past_values, past_observed_mask).float()
-        length = self.config.patch_length
-        produced = []
-        while sum(p.shape[1] for p in produced) < horizon:
-            output = self.encoder(values, observed)
-            step = self.head(output.last_hidden_state[:, :, -1]).float()  # (B, C, patch_length), normalised
-            step = (step * output.scale.transpose(1, 2) + output.loc.transpose(1, 2)).transpose(1, 2)
-            produced.append(step)
-            values = torch.cat([values[:, length:], step], dim=1)
-            observed = torch.cat([observed[:, length:], torch.ones_like(step)], dim=1)
-        return torch.cat(produced, dim=1)[:, :horizon]
-
-
 __all__ = [
-    "MMFMTimeSeriesForPreTraining",
-    "MMFMTimeSeriesForPreTrainingOutput",
     "MMFMTimeSeriesModel",
     "MMFMTimeSeriesModelOutput",
     "MMFMTimeSeriesPreTrainedModel",
+    "patch_values",
 ]

@@ -17,13 +17,10 @@ from .mmfm_layers import (
     MMFMEncoderPreTrainedModel,
     MMFMTransformer,
     check_finite,
-    check_token_flags,
     check_rank,
-    decoder_config,
+    check_token_flags,
     sincos_embedding_2d,
 )
-from .mmfm_losses import masked_mse, normalize_patch_targets, soft_cross_entropy
-from .mmfm_masking import random_masking
 
 
 @dataclass
@@ -130,13 +127,8 @@ class MMFMVisionPreTrainedModel(MMFMEncoderPreTrainedModel):
 class MMFMVisionModel(MMFMVisionPreTrainedModel):
     """Vision encoder: `pixel_values` (B, C, H, W) -> tokens (B, 1 + L, D) and an embedding (B, D)."""
 
-    # Loading the encoder from a pretraining checkpoint leaves its heads behind, silently.
-    _keys_to_ignore_on_load_unexpected = [
-        r"^decoder",
-        r"^mask_token",
-        r"^position_head",
-        r"position_mask_token",
-    ]
+    # DropPos's position mask token is built only for its model; a bare encoder loads without it.
+    _keys_to_ignore_on_load_unexpected = [r"position_mask_token$"]
 
     def __init__(self, config: MMFMVisionConfig, use_position_mask_token: bool = False):
         super().__init__(config)
@@ -196,7 +188,7 @@ class MMFMVisionModel(MMFMVisionPreTrainedModel):
         length = visible_indices.shape[1] if visible_indices is not None else grid_height * grid_width
         check_token_flags(
             "dropped_positions", dropped_positions, (pixel_values.shape[0], length),
-            self.embeddings.position_mask_token, "use_position_mask_token", "MMFMVisionForPreTraining (DropPos)",
+            self.embeddings.position_mask_token, "use_position_mask_token", "MMFMVisionForDropPos",
         )  # fmt: skip
 
     @can_return_tuple
@@ -207,7 +199,6 @@ class MMFMVisionModel(MMFMVisionPreTrainedModel):
         dropped_positions: torch.BoolTensor | None = None,
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
-        **kwargs,
     ) -> MMFMVisionModelOutput:
         r"""
         Args:
@@ -235,35 +226,6 @@ class MMFMVisionModel(MMFMVisionPreTrainedModel):
         )
 
 
-@dataclass
-class MMFMVisionForPreTrainingOutput(ModelOutput):
-    r"""Output of [`MMFMVisionForPreTraining`].
-
-    Args:
-        loss (`torch.FloatTensor` of shape `()`): the objective's loss (equal to `mae_loss` or `droppos_loss`).
-        mae_loss (`torch.FloatTensor` of shape `()`, *optional*): MAE: mean squared error on removed patches.
-        droppos_loss (`torch.FloatTensor` of shape `()`, *optional*): DropPos: position cross-entropy on the
-            visible patches whose position was dropped.
-        logits (`torch.FloatTensor`): MAE: `(B, L, p * p * C)` reconstructed patches (normalised like the
-            targets when `norm_pix_loss`); DropPos: `(B, L_visible, L)` position scores.
-        mask (`torch.BoolTensor` of shape `(B, L)`): True for patches removed before the encoder.
-        visible_indices (`torch.LongTensor` of shape `(B, L_visible)`): the encoded patches.
-        dropped_positions (`torch.BoolTensor` of shape `(B, L_visible)`, *optional*): DropPos: visible patches
-            whose position was replaced by the mask token.
-        position_accuracy (`torch.FloatTensor` of shape `()`, *optional*): DropPos: exact-position accuracy on
-            the dropped positions.
-    """
-
-    loss: torch.FloatTensor | None = None
-    mae_loss: torch.FloatTensor | None = None
-    droppos_loss: torch.FloatTensor | None = None
-    logits: torch.FloatTensor | None = None
-    mask: torch.BoolTensor | None = None
-    visible_indices: torch.LongTensor | None = None
-    dropped_positions: torch.BoolTensor | None = None
-    position_accuracy: torch.FloatTensor | None = None
-
-
 def patchify(pixel_values: torch.Tensor, patch_size: int) -> torch.Tensor:
     """(B, C, H, W) -> (B, L, p * p * C) patches in row-major order, pixels (row, column, channel) inside."""
     batch, channels, height, width = pixel_values.shape
@@ -282,140 +244,7 @@ def unpatchify(patches: torch.Tensor, patch_size: int, grid: tuple[int, int], ch
     return images.permute(0, 5, 1, 3, 2, 4).reshape(batch, channels, rows * patch_size, columns * patch_size)
 
 
-def position_smoothing_targets(positions: torch.Tensor, grid: tuple[int, int], sigma: float) -> torch.Tensor:
-    """DropPos soft targets: for (N,) true positions on a (rows, columns) grid, (N, rows * columns)
-    distributions proportional to exp(-d^2 / sigma^2) of the grid distance d; one-hot when sigma is 0."""
-    rows, columns = grid
-    if sigma <= 0:
-        return nn.functional.one_hot(positions, rows * columns).float()
-    cells = torch.arange(rows * columns, device=positions.device)
-    d_row = (positions[:, None] // columns - cells[None, :] // columns).float()
-    d_col = (positions[:, None] % columns - cells[None, :] % columns).float()
-    weights = torch.exp(-(d_row**2 + d_col**2) / sigma**2)
-    return weights / weights.sum(dim=-1, keepdim=True)
-
-
-class MMFMVisionForPreTraining(MMFMVisionPreTrainedModel):
-    """The vision encoder with the pretraining heads of `config.pretraining_objective`:
-
-    - `"mae"` (He et al., 2022, "Masked Autoencoders Are Scalable Vision Learners"): remove `mask_ratio`
-      of the patches, encode the visible ones only, and let a light decoder with mask tokens and fixed 2-D
-      sine-cosine positions reconstruct the (per-patch normalised) pixels of the removed ones.
-    - `"droppos"` (Wang et al., 2023, "DropPos: Pre-Training Vision Transformers by Reconstructing
-      Dropped Positions"): remove `mask_ratio` of the patches, replace the position of `position_drop_ratio`
-      of the visible ones by a learned mask position, and classify the true position of those among all
-      positions, with position smoothing. (The paper's attentive reconstruction is not implemented.)
-
-    Randomness comes from `noise` arguments (uniform (B, L) tensors) or the global generator, so a batch is
-    reproducible from a seed.
-    """
-
-    _auto_class = "AutoModelForPreTraining"
-
-    def __init__(self, config: MMFMVisionConfig):
-        super().__init__(config)
-        self.encoder = MMFMVisionModel(
-            config, use_position_mask_token=config.pretraining_objective == "droppos"
-        )
-        self.decoder_embed = nn.Linear(config.hidden_size, config.decoder_hidden_size)
-        self.decoder = MMFMTransformer(decoder_config(config))
-        if config.pretraining_objective == "mae":
-            self.mask_token = nn.Parameter(torch.zeros(1, 1, config.decoder_hidden_size))
-            self.decoder_pred = nn.Linear(
-                config.decoder_hidden_size, config.patch_size**2 * config.num_channels
-            )
-        else:
-            self.position_head = nn.Linear(config.decoder_hidden_size, config.num_patches)
-        self.post_init()
-
-    def _init_weights(self, module: nn.Module) -> None:
-        super()._init_weights(module)
-        if isinstance(module, MMFMVisionForPreTraining) and getattr(module, "mask_token", None) is not None:
-            init.normal_(module.mask_token, std=self.config.initializer_range)
-
-    def forward(
-        self,
-        pixel_values: torch.FloatTensor,
-        noise: torch.FloatTensor | None = None,
-        position_noise: torch.FloatTensor | None = None,
-        position_smoothing_sigma: float | None = None,
-        **kwargs,
-    ) -> MMFMVisionForPreTrainingOutput:
-        r"""
-        Args:
-            pixel_values (`torch.FloatTensor` of shape `(B, C, H, W)`).
-            noise (`torch.FloatTensor` of shape `(B, L)`, *optional*): uniform noise; the patches with the
-                smallest values stay visible. Drawn from the global generator when not given.
-            position_noise (`torch.FloatTensor` of shape `(B, L_visible)`, *optional*): DropPos: the same for
-                choosing the visible patches whose position is dropped.
-            position_smoothing_sigma (`float`, *optional*): DropPos: overrides `config.position_smoothing_sigma`
-                (the paper decays it from 1 to 0 over training).
-        """
-        self.encoder._check_inputs(pixel_values, None)
-        grid = self.encoder.grid_size(pixel_values)
-        num_patches = grid[0] * grid[1]
-        visible, mask, restore = random_masking(
-            pixel_values.shape[0], num_patches, self.config.mask_ratio, pixel_values.device, noise=noise
-        )
-        if self.config.pretraining_objective == "mae":
-            return self._mae(pixel_values, grid, visible, mask, restore)
-        return self._droppos(pixel_values, grid, visible, mask, position_noise, position_smoothing_sigma)
-
-    def _mae(self, pixel_values, grid, visible, mask, restore) -> MMFMVisionForPreTrainingOutput:
-        encoded = self.encoder(pixel_values, visible_indices=visible).last_hidden_state
-        tokens = self.decoder_embed(encoded)  # (B, 1 + L_visible, D_dec)
-        batch, num_patches = mask.shape
-        mask_tokens = self.mask_token.to(tokens.dtype).expand(batch, num_patches - visible.shape[1], -1)
-        patch_tokens = torch.cat([tokens[:, 1:], mask_tokens], dim=1)
-        patch_tokens = torch.gather(patch_tokens, 1, restore.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
-        positions = sincos_embedding_2d(*grid, self.config.decoder_hidden_size, device=tokens.device)
-        patch_tokens = patch_tokens + positions.to(tokens.dtype)
-        decoded, _, _ = self.decoder(torch.cat([tokens[:, :1], patch_tokens], dim=1))
-        prediction = self.decoder_pred(decoded[:, 1:])  # (B, L, p * p * C)
-        target = patchify(pixel_values.to(prediction.dtype), self.config.patch_size)
-        if self.config.norm_pix_loss:
-            target = normalize_patch_targets(target)
-        loss = masked_mse(prediction.float(), target.float(), mask)
-        return MMFMVisionForPreTrainingOutput(
-            loss=loss, mae_loss=loss, logits=prediction, mask=mask, visible_indices=visible
-        )
-
-    def _droppos(
-        self, pixel_values, grid, visible, mask, position_noise, sigma
-    ) -> MMFMVisionForPreTrainingOutput:
-        if grid[0] * grid[1] != self.config.num_patches:
-            raise ValueError(
-                f"DropPos classifies among the {self.config.num_patches} positions of image_size="
-                f"{self.config.image_size}; got {pixel_values.shape[-2]}x{pixel_values.shape[-1]} images. "
-                "Resize them to image_size."
-            )
-        batch, num_visible = visible.shape
-        _, dropped, _ = random_masking(
-            batch, num_visible, self.config.position_drop_ratio, pixel_values.device, noise=position_noise
-        )
-        encoded = self.encoder(
-            pixel_values, visible_indices=visible, dropped_positions=dropped
-        ).last_hidden_state
-        decoded, _, _ = self.decoder(self.decoder_embed(encoded))
-        logits = self.position_head(decoded[:, 1:])  # (B, L_visible, L)
-        sigma = self.config.position_smoothing_sigma if sigma is None else sigma
-        targets = position_smoothing_targets(visible[dropped], grid, sigma)
-        loss = soft_cross_entropy(logits[dropped], targets)
-        accuracy = (logits[dropped].argmax(dim=-1) == visible[dropped]).float().mean()
-        return MMFMVisionForPreTrainingOutput(
-            loss=loss,
-            droppos_loss=loss,
-            logits=logits,
-            mask=mask,
-            visible_indices=visible,
-            dropped_positions=dropped,
-            position_accuracy=accuracy,
-        )
-
-
 __all__ = [
-    "MMFMVisionForPreTraining",
-    "MMFMVisionForPreTrainingOutput",
     "MMFMVisionModel",
     "MMFMVisionModelOutput",
     "MMFMVisionPreTrainedModel",

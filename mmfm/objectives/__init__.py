@@ -1,8 +1,9 @@
-"""Self-supervised objectives: the loss maths (plain functions) and seeded masking.
+"""Self-supervised objectives: the registry (one module per objective, `mmfm/objectives/<name>.py`), and the
+loss maths (plain functions) and seeded masking they use.
 
-The functions live in the exportable model folder (`mmfm.models.mmfm_losses`, `mmfm.models.mmfm_masking`)
-because the `*ForPreTraining` models compute their losses in `forward` and must load without mmfm;
-this package is their public home for everything else.
+The loss functions live in the exportable model folder (`mmfm.models.mmfm_losses`, ...) because the
+pretraining models compute their losses in `forward` and must load without mmfm; this package is their
+public home for everything else.
 """
 
 from ..models.mmfm_losses import (
@@ -15,22 +16,34 @@ from ..models.mmfm_losses import (
     scaled_cosine_error,
     soft_cross_entropy,
 )
+from ..models.mmfm_masking import (
+    check_mask_ratio,
+    masking_noise,
+    random_masking,
+    random_masking_over_batch,
+    random_masking_with_padding,
+)
 from ..models.mmfm_text_losses import causal_lm_loss, token_substitution_loss
-from ..models.mmfm_masking import check_mask_ratio, masking_noise, random_masking, random_masking_with_padding
+from .registry import Objective, get_objective, objectives, objectives_of
 
 __all__ = [
+    "Objective",
     "binary_token_loss",
     "causal_lm_loss",
-    "token_substitution_loss",
     "check_mask_ratio",
+    "get_objective",
     "info_nce",
     "masked_cross_entropy",
     "masked_mean",
     "masked_mse",
     "masking_noise",
     "normalize_patch_targets",
+    "objectives",
+    "objectives_of",
     "random_masking",
+    "random_masking_over_batch",
     "random_masking_with_padding",
     "scaled_cosine_error",
     "soft_cross_entropy",
+    "token_substitution_loss",
 ]

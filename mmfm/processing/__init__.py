@@ -3,12 +3,11 @@
 from .feature_extraction_mmfm_audio import MMFMAudioFeatureExtractor
 from .graph_processing_mmfm import MMFMGraphProcessor
 from .image_processing_mmfm import MMFMImageProcessor
-from .processor import PROCESSOR_CLASSES, MMFMProcessor
+from .processor import MMFMProcessor
 from .timeseries_processing_mmfm import MMFMTimeSeriesProcessor
 from .tokenization import train_tokenizer
 
 __all__ = [
-    "PROCESSOR_CLASSES",
     "MMFMAudioFeatureExtractor",
     "MMFMGraphProcessor",
     "MMFMImageProcessor",

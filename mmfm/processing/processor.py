@@ -12,60 +12,47 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from transformers import AutoTokenizer, BatchFeature, PreTrainedConfig, PreTrainedTokenizerBase
 
-from ..models import CONFIG_CLASSES, MODALITIES, MMFMConfig
-from .feature_extraction_mmfm_audio import MMFMAudioFeatureExtractor
-from .graph_processing_mmfm import MMFMGraphProcessor
-from .image_processing_mmfm import MMFMImageProcessor
-from .timeseries_processing_mmfm import MMFMTimeSeriesProcessor
+from ..modalities import get_modality, modality_of_config, modality_specs
+from ..models import MMFMConfig
 
 PROCESSOR_INDEX_NAME = "mmfm_processor.json"
 PREPROCESSOR_CONFIG_NAME = "preprocessor_config.json"
-PROCESSOR_CLASSES = {
-    "vision": MMFMImageProcessor,
-    "audio": MMFMAudioFeatureExtractor,
-    "graph": MMFMGraphProcessor,
-    "timeseries": MMFMTimeSeriesProcessor,
-}
 
 
 class MMFMProcessor:
     """Per-modality processors behind one call that returns the nested batch `MMFMModel` takes.
 
     Args:
-        text: a tokenizer (e.g. from `mmfm.processing.train_tokenizer`).
-        vision, audio, graph, timeseries: the modality's processor.
+        <modality>: the modality's processor, one keyword per modality (`text`: a tokenizer, e.g. from
+            `mmfm.processing.train_tokenizer`; `vision`: an `MMFMImageProcessor`; ...).
 
     Example:
         batch = processor(text=["a red circle"], vision=[image])
         outputs = model(**batch)        # batch == {"text": {...}, "vision": {...}}
     """
 
-    def __init__(
-        self,
-        text: PreTrainedTokenizerBase | None = None,
-        vision: MMFMImageProcessor | None = None,
-        audio: MMFMAudioFeatureExtractor | None = None,
-        graph: MMFMGraphProcessor | None = None,
-        timeseries: MMFMTimeSeriesProcessor | None = None,
-    ):
+    def __init__(self, **processors: Any):
         self.processors: dict[str, Any] = {}
-        for modality, processor in zip(MODALITIES, (text, vision, audio, graph, timeseries)):
+        specs = modality_specs()
+        unknown = sorted(set(processors) - set(specs))
+        if unknown:
+            raise ValueError(f"Unknown modality name(s) {unknown}; modalities are {tuple(specs)}.")
+        for modality, spec in specs.items():
+            processor = processors.get(modality)
             if processor is None:
                 continue
-            expected = PreTrainedTokenizerBase if modality == "text" else PROCESSOR_CLASSES[modality]
-            if not isinstance(processor, expected):
+            if not isinstance(processor, spec.processor_class):
                 raise TypeError(
-                    f"`{modality}` must be a {expected.__name__}, got {type(processor).__name__}."
+                    f"`{modality}` must be a {spec.processor_class.__name__}, got {type(processor).__name__}."
                 )
             self.processors[modality] = processor
         if not self.processors:
-            raise ValueError(f"MMFMProcessor needs a processor for at least one modality of {MODALITIES}.")
+            raise ValueError(f"MMFMProcessor needs a processor for at least one modality of {tuple(specs)}.")
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -75,47 +62,34 @@ class MMFMProcessor:
         return self._processor_for(modality)
 
     def _processor_for(self, modality: str) -> Any:
-        if modality not in MODALITIES:
-            raise ValueError(f"Unknown modality {modality!r}; modalities are {MODALITIES}.")
+        get_modality(modality)
         if modality not in self.processors:
             raise ValueError(f"This MMFMProcessor has no {modality} processor; it has {self.modalities}.")
         return self.processors[modality]
 
-    def __call__(
-        self,
-        text: str | Sequence[str] | None = None,
-        vision: Any = None,
-        audio: Any = None,
-        graph: Any = None,
-        timeseries: Any = None,
-        return_tensors: str | None = "pt",
-        text_kwargs: dict | None = None,
-        vision_kwargs: dict | None = None,
-        audio_kwargs: dict | None = None,
-        graph_kwargs: dict | None = None,
-        timeseries_kwargs: dict | None = None,
-        **unknown: Any,
-    ) -> dict[str, BatchFeature]:
+    def __call__(self, return_tensors: str | None = "pt", **inputs: Any) -> dict[str, BatchFeature]:
         """Process each given modality; returns `{modality: BatchFeature}` for `MMFMModel(**batch)`.
 
-        `<modality>_kwargs` go to that processor (e.g. `audio_kwargs={"sampling_rate": 16000}`,
+        Keywords: `<modality>=items` for each modality to process, and `<modality>_kwargs={...}` for that
+        processor's options (e.g. `audio_kwargs={"sampling_rate": 16000}`,
         `text_kwargs={"truncation": True, "max_length": 128}`).
         """
+        specs = modality_specs()
+        names = set(specs) | {f"{m}_kwargs" for m in specs}
+        unknown = sorted(set(inputs) - names)
         if unknown:
             raise ValueError(
-                f"Unknown modality or argument(s) {sorted(unknown)}; modalities are {MODALITIES}."
+                f"Unknown modality or argument(s) {unknown}; modalities are {tuple(specs)} (options go in "
+                "`<modality>_kwargs`)."
             )
-        inputs = dict(zip(MODALITIES, (text, vision, audio, graph, timeseries)))
-        options = dict(
-            zip(MODALITIES, (text_kwargs, vision_kwargs, audio_kwargs, graph_kwargs, timeseries_kwargs))
-        )
         batch = {}
-        for modality, data in inputs.items():
+        for modality, spec in specs.items():
+            data = inputs.get(modality)
             if data is None:
                 continue
             processor = self._processor_for(modality)
-            kwargs = {"return_tensors": return_tensors, **(options[modality] or {})}
-            if modality == "text":
+            kwargs = {"return_tensors": return_tensors, **(inputs.get(f"{modality}_kwargs") or {})}
+            if spec.tokenized:
                 batch[modality] = self._tokenize(processor, data, kwargs)
             else:
                 batch[modality] = processor(data, **kwargs)
@@ -156,11 +130,12 @@ class MMFMProcessor:
         """Save every processor (layout in the module docstring) and the index; returns written paths."""
         folder = Path(save_directory)
         folder.mkdir(parents=True, exist_ok=True)
-        others = [m for m in self.processors if m != "text"]
+        tokenized = {m for m, spec in modality_specs().items() if spec.tokenized}
+        others = [m for m in self.processors if m not in tokenized]
         locations: dict[str, str] = {}
         written: list[str] = []
         for modality, processor in self.processors.items():
-            location = "" if modality == "text" or len(others) == 1 else modality
+            location = "" if modality in tokenized or len(others) == 1 else modality
             result = processor.save_pretrained(folder / location if location else folder)
             written.extend(str(p) for p in (result or []))
             locations[modality] = location
@@ -179,45 +154,13 @@ class MMFMProcessor:
         cls, config: PreTrainedConfig, tokenizer: PreTrainedTokenizerBase | None = None
     ) -> MMFMProcessor:
         """Processors whose settings match a model configuration (an `MMFMConfig` or one encoder's config):
-        image size and patch, mel bins and longest clip, node features, context length."""
+        image size and patch, mel bins and longest clip, node features, context length; text uses
+        `tokenizer`."""
         if isinstance(config, MMFMConfig):
             configs = {m: config.modality_config(m) for m in config.modalities}
         else:
-            by_type = {c.model_type: m for m, c in CONFIG_CLASSES.items()}
-            if config.model_type not in by_type:
-                raise ValueError(f"No mmfm processor for model type {config.model_type!r}.")
-            configs = {by_type[config.model_type]: config}
-        processors: dict[str, Any] = {}
-        for modality, sub in configs.items():
-            if modality == "text":
-                if tokenizer is None:
-                    raise ValueError(
-                        "The configuration includes text: pass `tokenizer` (e.g. load_demo_tokenizer())."
-                    )
-                if len(tokenizer) > sub.vocab_size:
-                    raise ValueError(
-                        f"The tokenizer has {len(tokenizer)} tokens but the text config's vocab_size is {sub.vocab_size}."
-                    )
-                processors["text"] = tokenizer
-            elif modality == "vision":
-                size = {"height": sub.image_size, "width": sub.image_size}
-                processors["vision"] = MMFMImageProcessor(
-                    size=size,
-                    patch_size=sub.patch_size,
-                    num_channels=sub.num_channels,
-                    do_convert_rgb=sub.num_channels == 3,
-                )
-            elif modality == "audio":
-                processors["audio"] = MMFMAudioFeatureExtractor(
-                    num_mel_bins=sub.num_mel_bins, max_length=sub.max_frames
-                )
-            elif modality == "graph":
-                processors["graph"] = MMFMGraphProcessor(node_feature_size=sub.node_feature_size)
-            else:
-                processors["timeseries"] = MMFMTimeSeriesProcessor(
-                    context_length=sub.context_length, num_input_channels=sub.num_input_channels
-                )
-        return cls(**processors)
+            configs = {modality_of_config(config): config}
+        return cls(**{m: get_modality(m).build_processor(sub, tokenizer) for m, sub in configs.items()})
 
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike, **kwargs: Any) -> MMFMProcessor:
@@ -235,10 +178,9 @@ class MMFMProcessor:
         processors = {}
         for modality, location in locations.items():
             path = folder / location if location else folder
-            if modality == "text":
-                processors[modality] = AutoTokenizer.from_pretrained(path, **kwargs)
-            else:
-                processors[modality] = PROCESSOR_CLASSES[modality].from_pretrained(path, **kwargs)
+            spec = get_modality(modality)
+            loader = AutoTokenizer if spec.tokenized else spec.processor_class
+            processors[modality] = loader.from_pretrained(path, **kwargs)
         return cls(**processors)
 
     def __repr__(self) -> str:
@@ -250,12 +192,14 @@ def _infer_locations(folder: Path) -> dict[str, str]:
     """Modalities of a folder saved without an index, from its top-level files."""
     locations = {}
     if (folder / "tokenizer.json").exists() or (folder / "tokenizer_config.json").exists():
-        locations["text"] = ""
+        locations.update({m: "" for m, spec in modality_specs().items() if spec.tokenized})
     config_path = folder / PREPROCESSOR_CONFIG_NAME
     if config_path.exists():
         saved = json.loads(config_path.read_text())
         class_name = saved.get("image_processor_type") or saved.get("feature_extractor_type")
-        by_name = {c.__name__: m for m, c in PROCESSOR_CLASSES.items()}
+        by_name = {
+            spec.processor_class.__name__: m for m, spec in modality_specs().items() if not spec.tokenized
+        }
         if class_name not in by_name:
             raise ValueError(
                 f"{config_path} describes a {class_name!r} processor; MMFMProcessor loads {sorted(by_name)}."
@@ -268,4 +212,4 @@ def _infer_locations(folder: Path) -> dict[str, str]:
     return locations
 
 
-__all__ = ["MMFMProcessor", "PROCESSOR_CLASSES"]
+__all__ = ["MMFMProcessor"]

@@ -21,11 +21,9 @@ from .setup import (
     combine_models,
     prepare_output_dir,
 )
-from .tasks import OBJECTIVES
 from .trainer import NonFiniteLossError, Trainer
 
 __all__ = [
-    "OBJECTIVES",
     "MultiTaskModel",
     "NonFiniteLossError",
     "RunConfig",

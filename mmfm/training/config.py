@@ -21,18 +21,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from transformers import AutoConfig
 
-OBJECTIVE_NAMES = (
-    "mlm",
-    "clm",
-    "rts",
-    "mae",
-    "droppos",
-    "ssast",
-    "graphmae",
-    "ts_masked",
-    "ts_autoregressive",
-)
+from ..objectives import get_objective, objectives
 
 
 @dataclass
@@ -43,7 +34,9 @@ class ModelSection:
         preset: size preset of the encoder (`tiny`, `small`, `base`), applied before `config`.
         config: fields of the modality's mmfm config (e.g. `hidden_size: 128`), on top of the preset.
         init_from: a folder saved by mmfm (`save_pretrained`) to continue pretraining from; its config
-            is used and `preset`/`config` must be left empty.
+            (encoder and objective hyperparameters) is used, so `preset`, `config` and the task's
+            `objective_config` must be left empty, and it must have been pretrained with the task's
+            objective (or be an encoder that was never pretrained).
         tokenizer: text only: `demo` (the demo corpus tokenizer) or a tokenizer folder; ignored when
             `init_from` holds a tokenizer.
     """
@@ -91,17 +84,21 @@ class DataSection:
 
 @dataclass
 class EvaluationSection:
-    """A frozen-feature evaluation of a task's exported encoder on a labelled demo subset, at the end of
-    the run (`mmfm.evaluation.evaluate_encoder`, fitted on the subset's train split, scored on its test
-    split).
+    """A frozen-feature evaluation of a task's exported encoder on labelled data, at the end of the run
+    (`mmfm.evaluation.evaluate_encoder`, fitted on the train split, scored on the test split).
 
     Attributes:
-        subset: demo subset of the task's modality (e.g. `sentiment`, `digits`, `spoken_digits`).
+        source: `demo` (the demo corpus, see `subset`) or local labelled data read like `data.source`: a
+            folder of images with class subfolders (`imagefolder`: labels in `label`), files, a glob, or a
+            `save_to_disk` folder. Its `train` and `test` splits are used (folders or file names that say
+            train/test); data with one split is divided 80/20, seeded and stratified by the label.
+        subset: the demo subset of the task's modality (e.g. `sentiment`, `digits`, `spoken_digits`).
         label_column: class labels (`knn`, `linear_probe`) or a numeric target (`ridge`).
         probes: any of `knn`, `linear_probe`, `ridge`.
         include: keep only rows whose column holds one of the listed values (as `data.include`).
     """
 
+    source: str = "demo"
     subset: str = ""
     label_column: str = "label"
     probes: list[Literal["knn", "linear_probe", "ridge"]] = field(
@@ -115,16 +112,33 @@ class TaskSection:
     """One self-supervised objective with its model and data.
 
     Attributes:
-        objective: one of `OBJECTIVE_NAMES`.
+        objective: a registered objective (`mmfm.objectives`; `--help` lists them with their fields).
+        objective_config: the objective's hyperparameters, fields of its `MMFMObjectiveConfig` (e.g. MAE's
+            `mask_ratio` or `decoder_hidden_size`), on top of its defaults and of its sizes for
+            `model.preset`; checked against that class. Saved in the model's `pretraining_config`.
         weight: how often a step trains this task, relative to the other tasks (multi-task runs).
-        evaluation: probes of the exported encoder at the end of the run (results in `metrics.json`).
+        evaluation: probes of the exported encoder at the end of the run (results in `metrics.json`);
+            null (the default) runs the objective's default evaluations when the task trains on the demo
+            corpus (none on local data), `[]` none.
     """
 
     objective: str = "mlm"
+    objective_config: dict[str, Any] = field(default_factory=dict)
     weight: float = 1.0
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
-    evaluation: list[EvaluationSection] = field(default_factory=list)
+    evaluation: list[EvaluationSection] | None = None
+
+    def evaluations(self) -> list[EvaluationSection]:
+        """The evaluations to run: the configured ones; when none are set, the objective's defaults if the task
+        trains on the demo corpus (they probe demo subsets, which need not fit a model made for other data,
+        e.g. graphs with another node-feature width), else none."""
+        if self.evaluation is not None:
+            return self.evaluation
+        if self.data.source != "demo":
+            return []
+        defaults = get_objective(self.objective).evaluation
+        return [build_section(EvaluationSection, dict(entry), "evaluation") for entry in defaults]
 
 
 @dataclass
@@ -342,22 +356,28 @@ def check_run(config: RunConfig) -> None:
         )
     for name, task in config.tasks.items():
         where = f"tasks.{name}"
-        if task.objective not in OBJECTIVE_NAMES:
+        if name in ("", ".", "..") or "/" in name or "\\" in name:
             raise ValueError(
-                f"`{where}.objective` must be one of {list(OBJECTIVE_NAMES)}, got {task.objective!r}."
+                f"Task name {name!r} must be a plain folder name (its model is exported to model/<name>)."
             )
         if not task.weight > 0:
             raise ValueError(f"`{where}.weight` must be > 0, got {task.weight}.")
         if task.data.source == "demo" and not task.data.subsets:
             raise ValueError(f"`{where}.data.subsets` is empty: name the demo subsets to train on.")
-        if task.model.init_from and (task.model.config or task.model.preset != "tiny"):
+        if task.model.init_from and (
+            task.model.config or task.model.preset != "tiny" or task.objective_config
+        ):
             raise ValueError(
                 f"`{where}.model.init_from` continues a saved model with its own config: leave "
-                f"`{where}.model.preset` and `{where}.model.config` unset."
+                f"`{where}.model.preset`, `{where}.model.config` and `{where}.objective_config` unset."
             )
-        for i, evaluation in enumerate(task.evaluation):
-            if not evaluation.subset:
-                raise ValueError(f"`{where}.evaluation[{i}].subset` is empty: name a labelled demo subset.")
+        _check_objective(task, where)
+        for i, evaluation in enumerate(task.evaluation or []):
+            if evaluation.source == "demo" and not evaluation.subset:
+                raise ValueError(
+                    f"`{where}.evaluation[{i}].subset` is empty: name a labelled demo subset (or set "
+                    f"`{where}.evaluation[{i}].source` to local labelled data)."
+                )
             if not evaluation.probes:
                 raise ValueError(
                     f"`{where}.evaluation[{i}].probes` is empty: list knn, linear_probe or ridge."
@@ -376,6 +396,82 @@ def check_run(config: RunConfig) -> None:
     _require_non_negative(config.checkpointing, "checkpointing", "save_every")
     _require_positive(config.checkpointing, "checkpointing", "keep_last")
     _require_positive(config.logging, "logging", "log_every")
+
+
+def _check_objective(task: TaskSection, where: str) -> None:
+    """The objective exists, `objective_config` holds only its fields with valid values, and the model
+    section agrees with it (see `check_model_section`)."""
+    try:
+        objective = get_objective(task.objective)
+    except ValueError as err:
+        raise ValueError(f"`{where}.objective`: {err}") from err
+    try:
+        objective.config_class.from_dict(task.objective_config)
+    except ValueError as err:
+        raise ValueError(f"`{where}.objective_config` ({task.objective}): {err}") from err
+    if task.model.init_from:
+        check_saved_model(objective, task.model.init_from, where)
+    else:
+        check_model_section(task, where)
+
+
+# Encoder fields that record pretraining: set by the objective's model, never by a run's `model.config`.
+OBJECTIVE_FIELDS = ("pretraining_objective", "pretraining_config")
+
+
+def check_model_section(task: TaskSection, where: str) -> None:
+    """`model.config` holds only fields of the modality's config, none that records pretraining, and none
+    that contradicts the objective's requirements.
+
+    Raises:
+        ValueError: an unknown key (the valid ones listed), a recorded field (pointing to `objective` and
+            `objective_config`), or a contradiction (both sides named).
+    """
+    objective = get_objective(task.objective)
+    config_class = objective.spec.config_class
+    known = set(config_class().to_dict())
+    unknown = sorted(set(task.model.config) - known)
+    if unknown:
+        raise ValueError(
+            f"Unknown key(s) {unknown} in `{where}.model.config` for {config_class.__name__}; valid keys: "
+            f"{sorted(k for k in known if not k.startswith('_') and k not in OBJECTIVE_FIELDS)}."
+        )
+    recorded = {k: task.model.config[k] for k in OBJECTIVE_FIELDS if k in task.model.config}
+    if recorded:
+        raise ValueError(
+            f"`{where}.model.config` sets {recorded}, which record how a model was pretrained: the objective is "
+            f"`{where}.objective` ({task.objective!r}) and its hyperparameters go in `{where}.objective_config`."
+        )
+    for name, required in objective.encoder_requirements.items():
+        if name in task.model.config and task.model.config[name] != required:
+            raise ValueError(
+                f"`{where}.model.config.{name}` = {task.model.config[name]!r} contradicts `{where}.objective` = "
+                f"{task.objective!r}, which needs {name}={required!r}."
+            )
+
+
+def check_saved_model(objective, folder: str, where: str) -> None:
+    """Refuse to continue a saved model of another modality, or pretrained with another objective.
+
+    Raises:
+        FileNotFoundError: `folder` holds no config.json.
+        ValueError: the saved configuration is of another modality, or names another objective (both named).
+    """
+    if not Path(folder, "config.json").is_file():
+        raise FileNotFoundError(f"`{where}.model.init_from` = {folder!r} holds no config.json.")
+    saved = AutoConfig.from_pretrained(folder)
+    if not isinstance(saved, objective.spec.config_class):
+        raise ValueError(
+            f"`{where}.model.init_from` = {folder!r} holds a {type(saved).__name__}, but `{where}.objective` = "
+            f"{objective.name!r} trains a {objective.modality} encoder ({objective.spec.config_class.__name__})."
+        )
+    recorded = getattr(saved, "pretraining_objective", None)
+    if recorded not in (None, objective.name):
+        raise ValueError(
+            f"`{where}.model.init_from` = {folder!r} was pretrained with objective {recorded!r}, but "
+            f"`{where}.objective` is {objective.name!r}. Continue it with `objective: {recorded}`, or start the "
+            f"{objective.name!r} task from a new model."
+        )
 
 
 def _require_positive(section: Any, where: str, *names: str) -> None:
@@ -426,7 +522,11 @@ def describe_keys() -> str:
             lines.append(f"  {prefix or '(top level) '}{', '.join(leaves)}")
 
     walk(RunConfig, "")
-    lines.append(f"objectives: {', '.join(OBJECTIVE_NAMES)}")
+    lines.append("objectives (tasks.<name>.objective) and their fields (tasks.<name>.objective_config):")
+    for name, objective in objectives().items():
+        fields = ", ".join(f.name for f in dataclasses.fields(objective.config_class)) or "(none)"
+        lines.append(f"  {name} ({objective.modality}): {objective.description}")
+        lines.append(f"      {fields}")
     return "\n".join(lines)
 
 
@@ -451,7 +551,7 @@ def parse_command_line(argv: list[str], default: str | Path | None = None) -> Ru
 
 
 __all__ = [
-    "OBJECTIVE_NAMES",
+    "OBJECTIVE_FIELDS",
     "CheckpointSection",
     "DataSection",
     "EvaluationSection",
@@ -460,6 +560,8 @@ __all__ = [
     "RunConfig",
     "TaskSection",
     "TrainingSection",
+    "check_model_section",
+    "check_saved_model",
     "flatten",
     "load_config",
     "parse_command_line",

@@ -1,5 +1,6 @@
 """Evaluations at the end of a run: each task's exported encoder, reloaded with `AutoModel` exactly as a
-user would load it, probed with frozen features on labelled demo subsets (`tasks.<name>.evaluation`)."""
+user would load it, probed with frozen features on labelled data (`tasks.<name>.evaluation`, or the
+objective's default evaluations): demo subsets, or local data such as a folder of class subfolders."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ from typing import Any
 from accelerate import Accelerator
 from transformers import AutoModel
 
-from ..data.demo import load_demo_dataset
+from ..data import keep_values, load_labelled_splits
 from ..evaluation import evaluate_encoder
+from ..evaluation.harness import KNN_DEFAULTS
 from ..processing import MMFMProcessor
-from .data import keep_values
 from .setup import Task
 
 logger = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ def evaluate_exports(
     process group is needed. DeepSpeed's ZeRO-3 hook into `from_pretrained` is switched off first, since
     loading under it on one process would wait for the others forever.
     """
-    if not any(task.section.evaluation for task in tasks.values()):
+    if not any(task.section.evaluations() for task in tasks.values()):
         return {}
     from transformers.integrations.deepspeed import unset_hf_deepspeed_config
 
@@ -35,32 +36,36 @@ def evaluate_exports(
     results: dict[str, Any] = {}
     if accelerator.is_main_process:
         for name, task in tasks.items():
-            if task.section.evaluation:
+            if task.section.evaluations():
                 results[name] = _evaluate_task(task, exported[name], accelerator)
     accelerator.wait_for_everyone()
     return results
 
 
 def _evaluate_task(task: Task, folder: str, accelerator: Accelerator) -> dict[str, Any]:
-    modality = task.objective.modality
+    spec = task.objective.spec
     encoder = AutoModel.from_pretrained(folder).to(accelerator.device).eval()
     processor = MMFMProcessor.from_pretrained(folder)
     options = dict(task.objective.processor_kwargs)
-    if modality == "text":
+    if spec.tokenized:
         options.update(truncation=True, max_length=task.section.data.max_length)
     results = {}
-    for evaluation in task.section.evaluation:
-        data = load_demo_dataset(modality, evaluation.subset)
-        train, test = data["train"], data["test"]
+    for i, evaluation in enumerate(task.section.evaluations()):
+        where = f"tasks.{task.name}.evaluation[{i}]"
+        # Seed 0 for a local source's 80/20 division: every run of a config scores the same rows.
+        train, test = load_labelled_splits(
+            evaluation.source, spec, where, evaluation.label_column, evaluation.subset, seed=0
+        )
         for column, values in evaluation.include.items():
-            where = f"tasks.{task.name}.evaluation"
             train, test = (keep_values(split, column, values, where) for split in (train, test))
+        # A small local training split (fewer rows than kNN's k) still gets a kNN probe, over all its rows.
+        knn = {"knn": {"k": min(KNN_DEFAULTS["k"], len(train))}} if "knn" in evaluation.probes else {}
         report = evaluate_encoder(
-            encoder, processor, modality, train, test, label_column=evaluation.label_column,
+            encoder, processor, spec.name, train, test, label_column=evaluation.label_column,
             tasks=evaluation.probes, progress=False, processor_kwargs=options, device=accelerator.device,
-            text_column=task.section.data.text_column,  # read for text only
+            text_column=task.section.data.text_column, **knn,  # text_column is read for text only
         )  # fmt: skip
-        key = f"{evaluation.subset}/{evaluation.label_column}"
+        key = f"{evaluation.subset if evaluation.source == 'demo' else evaluation.source}/{evaluation.label_column}"
         results[key] = {probe: report[probe] for probe in evaluation.probes}
         logger.info("Evaluation of %s on %s: %s", task.name, key, _summary(results[key]))
     return results

@@ -24,19 +24,12 @@ from accelerate.utils import (
 )
 from transformers import PreTrainedModel, get_scheduler
 
+from ..data import BatchStream, RowCollator, first_row, load_rows, pack_texts
+from ..objectives import Objective, get_objective
 from ..processing import MMFMProcessor
 from .checkpointing import complete_checkpoints
 from .config import RunConfig, TaskSection, TrainingSection, flatten, to_dict
-from .data import BatchStream, RowCollator, first_row, load_rows, pack_texts
-from .tasks import (
-    OBJECTIVES,
-    UNIT_NAMES,
-    Objective,
-    build_model,
-    fields_from_data,
-    forward_input_names,
-    load_tokenizer,
-)
+from .tasks import build_model, forward_input_names, load_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -153,13 +146,13 @@ class Task:
 
     Attributes:
         name: the task's key in the config (`tasks.<name>`).
-        objective: what the objective name stands for (model class, text corruption, ...).
-        model: the pretraining model (not wrapped; the loop calls the prepared one).
+        objective: the registry entry of its objective (model class, corruption, schedule, ...).
+        model: the pretraining model (not wrapped; the loop calls the prepared one); `model.objective`
+            holds the objective's hyperparameters.
         processor: turns rows into model inputs; saved with the exported model.
-        text_collator: text only: pads and corrupts token ids (e.g. MLM masking).
+        text_collator: tokenized modalities: pads and corrupts token ids (e.g. MLM masking).
         stream: this process's endless batches.
         input_names: the model's forward arguments (other processor outputs are dropped).
-        unit: what throughput counts (tokens, patches, nodes).
     """
 
     name: str
@@ -170,8 +163,16 @@ class Task:
     text_collator: Any
     stream: BatchStream
     input_names: set[str]
-    unit: str
     flops_per_unit: float | None = field(default=None)
+
+    @property
+    def unit(self) -> str:
+        """What throughput counts (tokens, patches, nodes)."""
+        return self.objective.spec.unit
+
+    def count_units(self, inputs: dict[str, torch.Tensor]) -> int:
+        """Tokens, patches or nodes (padding excluded) in one micro-batch of model inputs."""
+        return self.objective.spec.count_units(inputs, self.model.config)
 
 
 def build_tasks(config: RunConfig, accelerator: Accelerator) -> dict[str, Task]:
@@ -183,19 +184,22 @@ def build_tasks(config: RunConfig, accelerator: Accelerator) -> dict[str, Task]:
     tasks = {}
     for name, section in config.tasks.items():
         where = f"tasks.{name}"
-        objective = OBJECTIVES[section.objective]
-        tokenizer = load_tokenizer(section, where) if objective.modality == "text" else None
+        objective = get_objective(section.objective)
+        spec, data = objective.spec, section.data
+        tokenizer = load_tokenizer(section, where) if spec.tokenized else None
         with accelerator.main_process_first():
-            rows = load_rows(section.data, objective.modality, f"{where}.data")
+            rows = load_rows(
+                data.source, spec, f"{where}.data", subsets=data.subsets, format=data.format,
+                streaming=data.streaming, include=data.include, text_column=data.text_column,
+                num_shards=data.num_workers,
+            )  # fmt: skip
             first = first_row(rows)
-            if objective.modality == "text" and section.data.packing:
-                rows = pack_texts(rows, tokenizer, section.data, f"{where}.data")
+            if spec.tokenized and data.packing:
+                rows = pack_texts(
+                    rows, tokenizer, data.text_column, data.max_length, data.on_bad_sample, f"{where}.data"
+                )
         model = build_model(
-            section,
-            where,
-            tokenizer,
-            config.training.attn_implementation,
-            fields_from_data(objective.modality, first),
+            section, where, tokenizer, config.training.attn_implementation, spec.fields_from_data(first)
         )
         if config.training.gradient_checkpointing:
             # transformers 5.24 renamed it (the old name warns); 5.17, our floor, has only the old one.
@@ -204,17 +208,18 @@ def build_tasks(config: RunConfig, accelerator: Accelerator) -> dict[str, Task]:
             )
             enable()
         processor = MMFMProcessor.from_model_config(model.config, tokenizer)
-        collate = RowCollator(objective.modality, processor, section.data, objective.processor_kwargs, where)
+        collate = RowCollator(
+            spec, processor, dict(objective.processor_kwargs), where, data.text_column, data.max_length,
+            data.on_bad_sample,
+        )  # fmt: skip
         stream = BatchStream(
             rows, collate, config.training.per_device_batch_size, accelerator.process_index,
-            accelerator.num_processes, config.seed, section.data.num_workers, section.data.shuffle_buffer,
-            f"{where}.data",
+            accelerator.num_processes, config.seed, data.num_workers, data.shuffle_buffer, f"{where}.data",
         )  # fmt: skip
-        text_collator = objective.text_collator(tokenizer, model.config) if objective.text_collator else None
+        text_collator = objective.collator(tokenizer, model.objective) if objective.collator else None
         tasks[name] = Task(
-            name, section, objective, model, processor, text_collator, stream,
-            forward_input_names(model), UNIT_NAMES[objective.modality],
-        )  # fmt: skip
+            name, section, objective, model, processor, text_collator, stream, forward_input_names(model)
+        )
         partitioned = any(hasattr(p, "ds_numel") for p in model.parameters())
         logger.info(
             "Task %s: %s, %.2fM parameters%s", name, type(model).__name__, _num_parameters(model) / 1e6,

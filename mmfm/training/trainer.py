@@ -28,7 +28,6 @@ from .export import export_models
 from .metrics import ThroughputMeter, count_flops, peak_flops_per_second, peak_memory_bytes
 from .plots import plot_loss_curve
 from .setup import Task, tracker_config
-from .tasks import count_units
 
 logger = logging.getLogger(__name__)
 
@@ -207,9 +206,14 @@ class Trainer:
         losses: dict[str, list[float]] = {}
         nonfinite, grad_norm = False, None
         samples = units = flops = 0
+        # The objective's per-step arguments (e.g. DropPos's decaying sigma, MLM's sparse prediction).
+        step_kwargs = task.objective.step_kwargs(
+            task.model.objective, self.step / self.config.training.max_steps
+        )
         for _ in range(self.config.training.gradient_accumulation_steps):
             inputs, rows = self._next_inputs(task)
-            step_units = count_units(task.objective.modality, inputs, task.model.config)
+            step_units = task.count_units(inputs)
+            inputs.update(step_kwargs)
             with self.accelerator.accumulate(self.model):
                 named, finite, step_flops = self._forward_backward(task, inputs, step_units)
                 for key, value in named.items():
@@ -225,9 +229,10 @@ class Trainer:
             self.counters["nonfinite_steps"] += 1
             self._check_nonfinite_limit()
         means = {key: sum(values) / len(values) for key, values in losses.items()}
+        scheduled = {key: float(value) for key, value in step_kwargs.items() if isinstance(value, float)}
         return {"task": task.name, "loss": means.pop("loss"), "parts": means, "finite": not nonfinite,
                 "samples": samples, "units": units, "flops": flops if task.flops_per_unit else None,
-                "grad_norm": grad_norm}  # fmt: skip
+                "grad_norm": grad_norm, "scheduled": scheduled}  # fmt: skip
 
     def _next_inputs(self, task: Task) -> tuple[dict[str, torch.Tensor], int]:
         """The next non-empty batch of `task` as model inputs on the device, and its number of rows."""
@@ -322,7 +327,7 @@ class Trainer:
         # "sums": {"<task>/loss" or "<task>/<part>_loss": [sum, count]}, the same keys on every process
         # (every process trains the same task in a step and agrees on which steps were finite).
         return {"steps": 0, "seconds": 0.0, "samples": 0, "units": 0, "flops": 0, "flops_known": True,
-                "sums": {}, "grad_norm": []}  # fmt: skip
+                "sums": {}, "grad_norm": [], "scheduled": {}}  # fmt: skip
 
     def _account(self, result: dict[str, Any], seconds: float) -> None:
         w = self._window
@@ -341,6 +346,10 @@ class Trainer:
                 total[1] += 1
         if result["grad_norm"] is not None:
             w["grad_norm"].append(result["grad_norm"])
+        # The latest value of each scheduled hyperparameter (the same on every process).
+        w["scheduled"].update(
+            {f"{result['task']}/{key}": value for key, value in result["scheduled"].items()}
+        )
         self.counters["samples"] += result["samples"]
 
     def _log(self) -> dict[str, Any]:
@@ -363,6 +372,7 @@ class Trainer:
                 continue  # the run's loss is the task's loss
             record[key] = total / n
         record["lr"] = self.scheduler.get_last_lr()[0]
+        record.update(w["scheduled"])
         if w["grad_norm"]:
             record["grad_norm"] = sum(w["grad_norm"]) / len(w["grad_norm"])
         # One meter update per logging window (the counts were just summed over processes); the meter's

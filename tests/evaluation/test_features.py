@@ -93,6 +93,24 @@ def test_vision_features_equal_the_pooled_output(vision):
     np.testing.assert_allclose(features, expected, atol=1e-5)
 
 
+def test_vision_features_of_image_files_equal_those_of_the_decoded_images(vision, tmp_path):
+    """Images stored as files (a column of paths, or undecoded `datasets.Image` cells as an image folder
+    gives them) are opened by the row adapter: the same features as the decoded images."""
+    model, processor = vision
+    decoded = image_dataset()
+    paths = []
+    for i, image in enumerate(decoded["image"]):
+        paths.append(str(tmp_path / f"{i}.png"))
+        image.save(paths[-1])
+    expected = extract_features(model, processor, decoded, "vision", batch_size=5, progress=False)
+    as_paths = Dataset.from_dict({"image": paths, "label": decoded["label"]})
+    undecoded = decoded.cast_column("image", Image(decode=False))
+    assert isinstance(undecoded[0]["image"], dict)
+    for dataset in (as_paths, undecoded):
+        features = extract_features(model, processor, dataset, "vision", batch_size=5, progress=False)
+        np.testing.assert_allclose(features, expected, atol=1e-5)
+
+
 def test_graph_features_equal_the_pooled_output(graph):
     model, processor = graph
     dataset = graph_dataset()

@@ -7,7 +7,8 @@ For each argument, loads `WORKDIR/NAME` with `transformers.<AutoClassName>`, run
 inputs saved in `WORKDIR/NAME_inputs.pt` (a dict, under `torch.no_grad()` in eval mode), and stores
 every tensor field of the output (`loss`, the named `*_loss`, the logits, ...) in
 `WORKDIR/remote_outputs.pt` under the key "NAME:AutoClassName", with the loaded class's module and name.
-One folder may be loaded by several Auto classes. Modality-agnostic: reuse it for any `*ForPreTraining`.
+One folder may be loaded by several Auto classes (an MLM export by AutoModelForPreTraining and
+AutoModelForMaskedLM). Objective-agnostic: reuse it for any registered objective's model.
 """
 
 import sys

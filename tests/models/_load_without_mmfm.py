@@ -10,13 +10,12 @@ class _BlockMMFM:
     def find_spec(self, name, path=None, target=None):
         if name == "mmfm" or name.startswith("mmfm."):
             raise ImportError("mmfm is not installed here")
-        return None
 
 
 sys.meta_path.insert(0, _BlockMMFM())
 
-import torch  # noqa: E402
-from transformers import AutoModel  # noqa: E402
+import torch
+from transformers import AutoModel
 
 try:
     import mmfm  # noqa: F401

@@ -8,7 +8,7 @@ from mmfm.models import MMFMGINConv, MMFMGraphConfig
 from mmfm.models.modeling_mmfm_graph import dense_adjacency, random_walk_encoding, shortest_path_buckets
 
 torch_geometric = pytest.importorskip("torch_geometric")
-from torch_geometric.nn import GINConv  # noqa: E402
+from torch_geometric.nn import GINConv
 
 
 def _pyg_gin_from(conv: MMFMGINConv) -> GINConv:

@@ -1,4 +1,8 @@
-"""Every model and configuration rejects bad input with a ValueError that names the field."""
+"""Every model and configuration rejects bad input with a ValueError that names the field; every objective's
+model refuses hyperparameters it does not own, a configuration made for another objective, and an encoder
+that contradicts its requirements, naming both sides."""
+
+import dataclasses
 
 import pytest
 import torch
@@ -12,7 +16,8 @@ from mmfm.models import (
     MMFMTimeSeriesConfig,
     MMFMVisionConfig,
 )
-from tests.model_inputs import build_model, make_inputs, tiny_config
+from mmfm.objectives import get_objective
+from tests.model_inputs import OBJECTIVES, build_model, make_inputs, objective_config, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -136,3 +141,44 @@ def test_graph_spatial_bias_refuses_flash_attention(models):
     model.config._attn_implementation = "flash_attention_2"
     with pytest.raises(ValueError, match="shortest-path attention bias"):
         model(**_inputs("graph"))
+
+
+@pytest.mark.parametrize("name", OBJECTIVES)
+def test_objective_models_refuse_unknown_or_wrongly_typed_hyperparameters(name):
+    model_class = get_objective(name).model_class
+    config_class = get_objective(name).config_class
+    with pytest.raises(
+        ValueError,
+        match=rf"{model_class.__name__}: config.pretraining_config is invalid.*"
+        rf"Unknown {config_class.__name__} field\(s\) \['no_such_field'\]",
+    ):
+        model_class(objective_config(name, {"no_such_field": 1}))
+    fields = [field.name for field in dataclasses.fields(config_class)]
+    if fields:  # every field is typed: a list is never a valid value
+        with pytest.raises(ValueError, match=rf"{config_class.__name__}\.{fields[0]} must be"):
+            model_class(objective_config(name, {fields[0]: [1]}))
+
+
+@pytest.mark.parametrize("name", OBJECTIVES)
+def test_objective_models_refuse_a_configuration_made_for_another_objective(name):
+    objective = get_objective(name)
+    others = [o for o in OBJECTIVES if o != name and get_objective(o).modality == objective.modality]
+    for other in others or ["no_such_objective"]:
+        config = objective_config(name)
+        config.pretraining_objective = other
+        with pytest.raises(
+            ValueError,
+            match=rf"{objective.model_class.__name__} trains the '{name}' objective.*"
+            rf"made for '{other}'",
+        ):
+            objective.model_class(config)
+
+
+@pytest.mark.parametrize("name", [n for n in OBJECTIVES if get_objective(n).encoder_requirements])
+def test_objective_models_refuse_encoders_that_contradict_their_requirements(name):
+    objective = get_objective(name)
+    for field, required in objective.encoder_requirements.items():
+        config = objective_config(name)
+        setattr(config, field, not required if isinstance(required, bool) else None)
+        with pytest.raises(ValueError, match=rf"\({name}\) needs config\.{field}={required!r}"):
+            objective.model_class(config)

@@ -13,9 +13,18 @@ from mmfm.data.collators import (
     DataCollatorForTokenSubstitution,
 )
 from mmfm.data.collators.text import select_tokens, word_starts
-from mmfm.models import MMFMTextConfig, MMFMTextForMaskedLM, MMFMTextForPreTraining
+from mmfm.models import (
+    MaskedLMConfig,
+    MMFMTextConfig,
+    MMFMTextForCausalLM,
+    MMFMTextForMaskedLM,
+    MMFMTextForPreTraining,
+    TokenSubstitutionConfig,
+)
 from mmfm.models.mmfm_losses import masked_cross_entropy
 from mmfm.models.mmfm_text_losses import causal_lm_loss, token_substitution_loss
+from mmfm.objectives import get_objective
+from tests.model_inputs import objective_config
 from tests.objectives import text_examples, text_tokenizer
 
 DRAWS = 60
@@ -219,17 +228,46 @@ def test_token_substitution_statistics(tokenizer, examples):
 
 
 def test_collators_from_config(tokenizer):
-    config = MMFMTextConfig.from_preset("tiny", mlm_probability=0.3, substitution_probability=0.2)
-    assert DataCollatorForMaskedLM.from_config(tokenizer, config).mlm_probability == 0.3
-    collator = DataCollatorForTokenSubstitution.from_config(tokenizer, config, seed=1)
+    mlm = MaskedLMConfig(
+        mlm_probability=0.3, mask_replace_prob=0.5, random_replace_prob=0.2, whole_word_mask=True
+    )
+    collator = DataCollatorForMaskedLM.from_config(tokenizer, mlm)
+    assert (collator.mlm_probability, collator.mask_replace_prob, collator.random_replace_prob) == (
+        0.3,
+        0.5,
+        0.2,
+    )
+    assert collator.whole_word_mask is True
+    collator = DataCollatorForTokenSubstitution.from_config(tokenizer, TokenSubstitutionConfig(0.2), seed=1)
     assert collator.substitution_probability == 0.2 and collator.seed == 1
-    defaults = MMFMTextConfig()
+    defaults = MaskedLMConfig()
     assert (defaults.mlm_probability, defaults.mask_replace_prob, defaults.random_replace_prob) == (
         0.15,
         0.8,
         0.1,
     )
-    assert defaults.substitution_probability == 0.15 and defaults.whole_word_mask is False
+    assert defaults.whole_word_mask is False
+    assert TokenSubstitutionConfig().substitution_probability == 0.15
+    assert TokenSubstitutionConfig().whole_word_mask is False
+
+
+def test_objective_collators_follow_the_model_pretraining_config(tokenizer):
+    """The registry builds each text objective's collator from the model's recorded hyperparameters."""
+    mlm = MMFMTextForMaskedLM(objective_config("mlm", {"mlm_probability": 0.3}))
+    assert mlm.config.pretraining_config == {
+        "mlm_probability": 0.3, "mask_replace_prob": 0.8, "random_replace_prob": 0.1, "whole_word_mask": False,
+    }  # fmt: skip
+    collator = get_objective("mlm").collator(tokenizer, mlm.objective)
+    assert isinstance(collator, DataCollatorForMaskedLM) and collator.mlm_probability == 0.3
+    rts = MMFMTextForPreTraining(
+        objective_config("rts", {"substitution_probability": 0.2, "whole_word_mask": True})
+    )
+    collator = get_objective("rts").collator(tokenizer, rts.objective)
+    assert isinstance(collator, DataCollatorForTokenSubstitution)
+    assert (collator.substitution_probability, collator.whole_word_mask) == (0.2, True)
+    clm = MMFMTextForCausalLM(objective_config("clm"))
+    assert isinstance(get_objective("clm").collator(tokenizer, clm.objective), DataCollatorForCausalLM)
+    assert clm.config.pretraining_config == {}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -245,12 +283,39 @@ def _slow_cross_entropy(scores, target):
     return log_total - values[target]
 
 
-def test_masked_lm_loss_on_masked_positions_equals_full_logits(tokenizer, examples):
+def _mlm_model() -> MMFMTextForMaskedLM:
     torch.manual_seed(0)
-    model = MMFMTextForMaskedLM(MMFMTextConfig.from_preset("tiny")).eval()
+    return MMFMTextForMaskedLM(objective_config("mlm")).eval()
+
+
+def test_masked_lm_logits_are_dense_by_default_and_sparse_on_request(tokenizer, examples):
+    model = _mlm_model()
     batch = DataCollatorForMaskedLM(tokenizer, seed=0)(examples[:4])
     with torch.no_grad():
-        masked_only = model(**batch)
+        dense = model(**batch)
+        sparse = model(**batch, sparse_prediction=True)
+        unlabelled = model(batch["input_ids"], attention_mask=batch["attention_mask"])
+    labels = batch["labels"]
+    scored = labels != -100
+    vocab = model.config.vocab_size
+    assert dense.logits.shape == (*labels.shape, vocab)  # (B, L, V), as transformers' masked LMs
+    assert unlabelled.logits.shape == (*labels.shape, vocab) and unlabelled.loss is None
+    assert sparse.logits.shape == (int(scored.sum()), vocab)
+    torch.testing.assert_close(dense.logits, unlabelled.logits)
+    torch.testing.assert_close(sparse.logits, dense.logits[scored], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(sparse.loss, dense.loss, rtol=1e-5, atol=1e-6)
+    # Outputs are transformers-shaped: no objective-named loss fields.
+    assert set(dense.keys()) == {"loss", "logits"}
+    # The training recipe asks for the sparse logits.
+    assert get_objective("mlm").step_kwargs(model.objective, 0.3) == {"sparse_prediction": True}
+
+
+def test_masked_lm_loss_on_masked_positions_equals_full_logits(tokenizer, examples):
+    model = _mlm_model()
+    batch = DataCollatorForMaskedLM(tokenizer, seed=0)(examples[:4])
+    with torch.no_grad():
+        masked_only = model(**batch, sparse_prediction=True)
+        dense = model(**batch)
         full = model(batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     labels = batch["labels"]
     assert full.shape == (*labels.shape, model.config.vocab_size)
@@ -263,6 +328,28 @@ def test_masked_lm_loss_on_masked_positions_equals_full_logits(tokenizer, exampl
                 rows.append(full[b, t])
     torch.testing.assert_close(masked_only.logits, torch.stack(rows), rtol=1e-5, atol=1e-5)
     assert float(masked_only.loss) == pytest.approx(sum(losses) / len(losses), rel=1e-5)
+    assert float(dense.loss) == pytest.approx(sum(losses) / len(losses), rel=1e-5)
+
+
+@pytest.mark.parametrize("sparse_prediction", [False, True])
+def test_masked_lm_num_items_in_batch_divides_the_summed_loss(tokenizer, examples, sparse_prediction):
+    model = _mlm_model()
+    batch = DataCollatorForMaskedLM(tokenizer, seed=0)(examples[:4])
+    with torch.no_grad():
+        full = model(batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        mean = model(**batch, sparse_prediction=sparse_prediction).loss
+        summed = model(**batch, sparse_prediction=sparse_prediction, num_items_in_batch=100).loss
+        as_tensor = model(
+            **batch, sparse_prediction=sparse_prediction, num_items_in_batch=torch.tensor(100)
+        ).loss
+    labels = batch["labels"]
+    total = sum(
+        _slow_cross_entropy(full[b, t], int(labels[b, t])) for b, t in (labels != -100).nonzero().tolist()
+    )
+    count = int((labels != -100).sum())
+    assert float(summed) == pytest.approx(total / 100, rel=1e-5)
+    assert float(as_tensor) == pytest.approx(total / 100, rel=1e-5)
+    assert float(summed) == pytest.approx(float(mean) * count / 100, rel=1e-5)
 
 
 def test_causal_lm_loss_equals_loop():
@@ -278,6 +365,58 @@ def test_causal_lm_loss_equals_loop():
                 losses.append(_slow_cross_entropy(logits[b, t], int(labels[b, t + 1])))
     assert float(causal_lm_loss(logits, labels)) == pytest.approx(sum(losses) / len(losses), rel=1e-6)
     assert float(causal_lm_loss(logits, torch.full_like(labels, -100))) == 0.0
+
+
+def _clm_batch(tokenizer, examples, count: int = 4) -> dict:
+    return DataCollatorForCausalLM(tokenizer)(examples[:count])
+
+
+def test_causal_lm_model_loss_equals_loop_and_shift_labels_agree(tokenizer, examples):
+    torch.manual_seed(0)
+    model = MMFMTextForCausalLM(objective_config("clm")).eval()
+    batch = _clm_batch(tokenizer, examples)
+    labels = batch["labels"]
+    shift_labels = torch.nn.functional.pad(labels[:, 1:], (0, 1), value=-100)  # labels shifted left
+    with torch.no_grad():
+        from_labels = model(**batch)
+        from_shifted = model(batch["input_ids"], batch["attention_mask"], shift_labels=shift_labels)
+        summed = model(**batch, num_items_in_batch=50)
+    logits = from_labels.logits
+    assert logits.shape == (*labels.shape, model.config.vocab_size)
+    losses = []
+    for b in range(labels.shape[0]):
+        for t in range(labels.shape[1] - 1):  # position t predicts token t + 1
+            if labels[b, t + 1] != -100:
+                losses.append(_slow_cross_entropy(logits[b, t], int(labels[b, t + 1])))
+    assert float(from_labels.loss) == pytest.approx(sum(losses) / len(losses), rel=1e-5)
+    torch.testing.assert_close(from_shifted.loss, from_labels.loss)
+    torch.testing.assert_close(from_shifted.logits, from_labels.logits)
+    assert float(summed.loss) == pytest.approx(sum(losses) / 50, rel=1e-5)
+    # shift_labels are used as given: every position is scored, the last one included.
+    last = shift_labels.clone()
+    last[0, -1] = int(batch["input_ids"][0, 0])
+    with torch.no_grad():
+        with_last = model(batch["input_ids"], batch["attention_mask"], shift_labels=last).loss
+    expected = (sum(losses) + _slow_cross_entropy(logits[0, -1], int(last[0, -1]))) / (len(losses) + 1)
+    assert float(with_last) == pytest.approx(expected, rel=1e-5)
+
+
+def test_causal_lm_loss_function_with_shift_labels_and_num_items():
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 6, 11, generator=gen)
+    labels = torch.randint(0, 11, (3, 6), generator=gen)
+    labels[0, 4:] = -100
+    shift_labels = torch.nn.functional.pad(labels[:, 1:], (0, 1), value=-100)
+    torch.testing.assert_close(
+        causal_lm_loss(logits, shift_labels=shift_labels), causal_lm_loss(logits, labels)
+    )
+    summed = sum(
+        _slow_cross_entropy(logits[b, t], int(labels[b, t + 1]))
+        for b in range(3) for t in range(5) if labels[b, t + 1] != -100
+    )  # fmt: skip
+    assert float(causal_lm_loss(logits, labels, num_items_in_batch=40)) == pytest.approx(
+        summed / 40, rel=1e-6
+    )
 
 
 def test_token_substitution_loss_equals_loop():
@@ -311,7 +450,7 @@ def test_losses_without_scored_positions_are_zero_with_gradient():
 
 def test_pretraining_loss_is_the_sum_of_named_losses(tokenizer, examples):
     torch.manual_seed(0)
-    model = MMFMTextForPreTraining(MMFMTextConfig.from_preset("tiny")).eval()
+    model = MMFMTextForPreTraining(objective_config("rts")).eval()
     mlm = DataCollatorForMaskedLM(tokenizer, seed=0)(examples[:4])
     substitution = DataCollatorForTokenSubstitution(tokenizer, seed=1)(examples[:4])
     with torch.no_grad():
@@ -329,6 +468,12 @@ def test_pretraining_loss_is_the_sum_of_named_losses(tokenizer, examples):
         rts_only = model(**substitution)
     assert rts_only.mlm_logits is None and rts_only.mlm_loss is None
     assert float(rts_only.loss) == pytest.approx(float(rts_only.substitution_loss))
+    # The masked-LM head's logits are (B, L, V) by default, (N, V) at the scored positions on request.
+    assert both.mlm_logits.shape == (*labels.shape, model.config.vocab_size)
+    with torch.no_grad():
+        sparse = model(mlm["input_ids"], mlm["attention_mask"], mlm["labels"], sparse_prediction=True)
+    torch.testing.assert_close(sparse.mlm_logits, full.mlm_logits[labels != -100], rtol=1e-5, atol=1e-5)
+    assert float(sparse.mlm_loss) == pytest.approx(float(expected_mlm), rel=1e-5)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -356,10 +501,43 @@ def test_bad_replacement_split(tokenizer):
         DataCollatorForMaskedLM(tokenizer, random_replace_prob=-0.1)
 
 
-@pytest.mark.parametrize("field", ["mlm_probability", "substitution_probability"])
-def test_config_probability_outside_open_interval(field):
-    with pytest.raises(ValueError, match=f"{field}.*strictly between 0 and 1"):
-        MMFMTextConfig.from_preset("tiny", **{field: 1.0})
+@pytest.mark.parametrize("value", [0.0, 1.0, 1.5, True])
+@pytest.mark.parametrize(
+    ("objective", "field"), [("mlm", "mlm_probability"), ("rts", "substitution_probability")]
+)
+def test_config_probability_outside_open_interval(objective, field, value):
+    model_class = get_objective(objective).model_class
+    with pytest.raises(ValueError, match=rf"{model_class.__name__}: config\.pretraining_config is invalid: .*"
+                                         rf"{field} must be (strictly between 0 and 1|a float)"):  # fmt: skip
+        model_class(objective_config(objective, {field: value}))
+
+
+def test_objective_config_errors():
+    with pytest.raises(
+        ValueError, match=r"MaskedLMConfig\.mask_replace_prob \+ random_replace_prob must not exceed 1"
+    ):
+        MMFMTextForMaskedLM(objective_config("mlm", {"mask_replace_prob": 0.9, "random_replace_prob": 0.2}))
+    with pytest.raises(ValueError, match=r"Unknown MaskedLMConfig field\(s\) \['substitution_probability'\]"):
+        MMFMTextForMaskedLM(objective_config("mlm", {"substitution_probability": 0.1}))
+    with pytest.raises(ValueError, match=r"Unknown CausalLMConfig field\(s\) \['mlm_probability'\]"):
+        MMFMTextForCausalLM(objective_config("clm", {"mlm_probability": 0.15}))
+
+
+def test_encoder_requirements_and_foreign_configs_are_refused():
+    with pytest.raises(
+        ValueError, match=r"MMFMTextForMaskedLM \(mlm\) needs config\.is_causal=False, got True"
+    ):
+        MMFMTextForMaskedLM(MMFMTextConfig.from_preset("tiny", is_causal=True))
+    with pytest.raises(ValueError, match=r"MMFMTextForPreTraining \(rts\) needs config\.is_causal=False"):
+        MMFMTextForPreTraining(MMFMTextConfig.from_preset("tiny", is_causal=True))
+    with pytest.raises(
+        ValueError, match=r"MMFMTextForCausalLM \(clm\) needs config\.is_causal=True, got False"
+    ):
+        MMFMTextForCausalLM(MMFMTextConfig.from_preset("tiny"))
+    with pytest.raises(
+        ValueError, match=r"MMFMTextForPreTraining trains the 'rts' objective.*made for 'mlm'"
+    ):
+        MMFMTextForPreTraining(MMFMTextForMaskedLM(objective_config("mlm")).config)
 
 
 @pytest.mark.parametrize("collator", [DataCollatorForMaskedLM, DataCollatorForTokenSubstitution])

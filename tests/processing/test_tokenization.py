@@ -1,6 +1,7 @@
 """Tokenizer training with `tokenizers`, wrapped for transformers."""
 
 import pydoc_data.topics
+
 import pytest
 from transformers import AutoTokenizer
 

@@ -3,6 +3,7 @@ exported weights, and write small local datasets from the demo corpus."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -103,14 +104,15 @@ def metrics(output_dir: str | Path) -> dict:
 MAE = [
     "tasks.mae.objective=mae", "tasks.mae.data.subsets=[digits]", "tasks.mae.model.config={image_size: 16, patch_size: 4}",
     "training.per_device_batch_size=8", "logging.log_every=1", "logging.progress_bar=false",
-    "checkpointing.save_every=0", "logging.report_to=[]",
+    "checkpointing.save_every=0", "logging.report_to=[]", "tasks.mae.evaluation=[]",
 ] + [f"tasks.mae.model.config.{k}={v}" for k, v in TINY.items()] + [
-    f"tasks.mae.model.config.decoder_{k}={v}" for k, v in TINY.items()
+    f"tasks.mae.objective_config.decoder_{k}={v}" for k, v in TINY.items()
 ]  # fmt: skip
 
 
 def mae_run(tmp_path, *extra: str) -> list[str]:
-    """A tiny MAE run over demo digits as the only task (the default text task removed by a config)."""
+    """A tiny MAE run over demo digits as the only task (the default text task removed by a config), without
+    the objective's default end-of-run evaluation."""
     config = tmp_path / "mae.yaml"
     config.write_text("tasks: {}\n")
     return ["--config", str(config), f"output_dir={tmp_path / 'run'}", *MAE, *extra]
@@ -120,8 +122,7 @@ def causal_text_start(root: Path) -> tuple[Path, Path]:
     """(a JSON-lines file of 300 demo texts, a saved tiny causal LM with its tokenizer) under `root`:
     runs that start from the same saved model and data can be compared weight for weight."""
     from mmfm.data.demo import load_demo_tokenizer
-    from mmfm.models import MMFMTextConfig
-    from mmfm.models.modeling_mmfm_text import MMFMTextForCausalLM
+    from mmfm.models import MMFMTextConfig, MMFMTextForCausalLM
 
     texts = write_jsonl(root / "texts.jsonl", [{"text": t} for t in demo_texts(300)])
     tokenizer = load_demo_tokenizer()
@@ -147,12 +148,52 @@ def causal_text_config(path: Path, texts: Path, start: Path, steps: int, **data)
 
 
 def tiny_overrides(config: Path) -> list[str]:
-    """Widths shrunk to TINY for every task of `config` (decoders too), batch 4, 3 steps."""
+    """Widths shrunk to TINY for every task of `config` (the objective's decoder too, when it has one),
+    batch 4, 3 steps."""
+    from mmfm.objectives import get_objective
+
     tree = yaml.safe_load(config.read_text())
     overrides = ["training.max_steps=3", "training.per_device_batch_size=4", "logging.log_every=1",
                  "checkpointing.save_every=2", "logging.progress_bar=false"]  # fmt: skip
     for name, task in tree["tasks"].items():
         overrides += [f"tasks.{name}.model.config.{key}={value}" for key, value in TINY.items()]
-        if "decoder_hidden_size" in (task.get("model") or {}).get("config", {}):
-            overrides += [f"tasks.{name}.model.config.decoder_{k}={v}" for k, v in TINY.items()]
+        fields = {f.name for f in dataclasses.fields(get_objective(task["objective"]).config_class)}
+        if "decoder_hidden_size" in fields:
+            overrides += [f"tasks.{name}.objective_config.decoder_{k}={v}" for k, v in TINY.items()]
     return overrides
+
+
+def write_images(
+    folder: Path, per_class: int, classes: tuple[str, ...] = ("dark", "light"), seed: int = 0
+) -> list[Path]:
+    """PNG files as users keep them: `folder/<class>/<i>.png`, noisy dark or light images of varying sizes
+    (every fifth one grayscale); the written paths, class by class."""
+    import numpy as np
+    from PIL import Image
+
+    rng, written = np.random.default_rng(seed), []
+    for c, name in enumerate(classes):
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            height, width = 16 + 4 * (i % 3), 16 + 2 * (i % 4)
+            low = 180 * c / max(1, len(classes) - 1)
+            pixels = (low + 75 * rng.random((height, width, 3))).astype(np.uint8)
+            image = Image.fromarray(pixels)
+            path = folder / name / f"{i:03d}.png"
+            (image.convert("L") if i % 5 == 4 else image).save(path)
+            written.append(path)
+    return written
+
+
+def image_run(tmp_path: Path, data: dict, *extra: str, evaluation: list | None = None) -> list[str]:
+    """Recipe arguments of a tiny MAE run (16x16 images, 4x4 patches) on local image `data`, batch 4."""
+    task = {"objective": "mae", "data": data, "model": {"config": {"image_size": 16, "patch_size": 4, **TINY}},
+            "objective_config": {f"decoder_{k}": v for k, v in TINY.items()},
+            "evaluation": [] if evaluation is None else evaluation}  # fmt: skip
+    config = write_run_config(tmp_path / "images.yaml", {
+        "tasks": {"mae": task},
+        "training": {"per_device_batch_size": 4, "warmup_ratio": 0.0},
+        "checkpointing": {"save_every": 0},
+        "logging": {"log_every": 1, "progress_bar": False, "report_to": []},
+    })  # fmt: skip
+    return ["--config", str(config), f"output_dir={tmp_path / 'run'}", *extra]

@@ -9,7 +9,7 @@ import signal
 
 import pytest
 
-from mmfm.models.modeling_mmfm_vision import MMFMVisionForPreTraining
+from mmfm.models import MMFMVisionForMAE
 from mmfm.training import complete_checkpoints
 
 from ._runs import mae_run, run_in_process
@@ -54,7 +54,7 @@ def test_resume_from_a_folder_that_is_no_checkpoint_is_refused(tmp_path):
 
 def test_sigterm_saves_the_last_step_and_the_same_command_continues(tmp_path, monkeypatch):
     """A scheduler's SIGTERM (preemption) stops the run after the current step with a checkpoint."""
-    calls, forward = [0], MMFMVisionForPreTraining.forward
+    calls, forward = [0], MMFMVisionForMAE.forward
 
     @functools.wraps(forward)
     def forward_then_sigterm(self, *args, **kwargs):
@@ -63,7 +63,7 @@ def test_sigterm_saves_the_last_step_and_the_same_command_continues(tmp_path, mo
             os.kill(os.getpid(), signal.SIGTERM)
         return forward(self, *args, **kwargs)
 
-    monkeypatch.setattr(MMFMVisionForPreTraining, "forward", forward_then_sigterm)
+    monkeypatch.setattr(MMFMVisionForMAE, "forward", forward_then_sigterm)
     run = mae_run(tmp_path, "training.max_steps=6", "checkpointing.save_every=5")
     with pytest.raises(SystemExit) as stopped:
         run_in_process(*run)

@@ -11,12 +11,18 @@ import torch
 from datasets import Dataset, DatasetDict, IterableDataset
 
 import mmfm
+from mmfm.data import BatchStream, EpochBatchSampler, RowCollator, first_row, load_rows, pack_texts
 from mmfm.data.demo import load_demo_dataset, load_demo_tokenizer
+from mmfm.modalities import get_modality
 from mmfm.processing import MMFMProcessor
-from mmfm.training.config import DataSection
-from mmfm.training.data import BatchStream, EpochBatchSampler, RowCollator, first_row, load_rows, pack_texts
 
 WHERE = "tasks.t.data"
+TEXT, GRAPH = get_modality("text"), get_modality("graph")
+
+
+def load(source, modality: str = "text", **options):
+    """`load_rows` of `source` for `modality`, as the recipe calls it for `tasks.t.data`."""
+    return load_rows(str(source), get_modality(modality), WHERE, **options)
 
 
 @pytest.fixture(autouse=True)
@@ -213,7 +219,7 @@ def test_streaming_rank_without_a_complete_batch_raises(tmp_path):
 
 
 def test_load_rows_streams_only_the_text_column(jsonl_files, tmp_path):
-    rows = load_rows(DataSection(source=str(tmp_path / "*.jsonl"), streaming=True), "text", WHERE)
+    rows = load(tmp_path / "*.jsonl", streaming=True)
     assert isinstance(rows, IterableDataset)
     assert first_row(rows) == {"text": "row number 0"}
     assert [row["text"] for row in rows] == [f"row number {i}" for i in range(120)]
@@ -246,22 +252,22 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 def test_load_rows_missing_source_names_the_field(tmp_path, source):
     (tmp_path / "empty_dir").mkdir()
     with pytest.raises(FileNotFoundError, match=r"`tasks\.t\.data\.source` = .* matches no data file"):
-        load_rows(DataSection(source=str(tmp_path / source)), "text", WHERE)
+        load(tmp_path / source)
 
 
 @pytest.mark.parametrize("streaming", [False, True])
 def test_load_rows_empty_file(tmp_path, streaming):
     (tmp_path / "empty.jsonl").touch()
     with pytest.raises(ValueError, match=r"`tasks\.t\.data\.source` = .* holds no rows"):
-        load_rows(DataSection(source=str(tmp_path / "empty.jsonl"), streaming=streaming), "text", WHERE)
+        load(tmp_path / "empty.jsonl", streaming=streaming)
 
 
 @pytest.mark.parametrize("streaming", [False, True])
 def test_load_rows_wrong_text_column_names_text_column(tmp_path, streaming):
     path = write_jsonl(tmp_path / "rows.jsonl", [{"content": f"text {i}", "n": i} for i in range(4)])
     with pytest.raises(ValueError, match=r"no column\(s\) \['text'\].*`tasks\.t\.data\.text_column`"):
-        load_rows(DataSection(source=str(path), streaming=streaming), "text", WHERE)
-    rows = load_rows(DataSection(source=str(path), streaming=streaming, text_column="content"), "text", WHERE)
+        load(path, streaming=streaming)
+    rows = load(path, streaming=streaming, text_column="content")
     assert [row["content"] for row in rows] == [f"text {i}" for i in range(4)]
     assert first_row(rows) == {"content": "text 0"}
 
@@ -270,7 +276,7 @@ def test_load_rows_mixed_extensions_need_format(tmp_path):
     write_jsonl(tmp_path / "a.jsonl", [{"text": "a"}])
     (tmp_path / "b.csv").write_text("text\nb\n")
     with pytest.raises(ValueError, match=r"\['\.csv', '\.jsonl'\]; set `tasks\.t\.data\.format`"):
-        load_rows(DataSection(source=str(tmp_path)), "text", WHERE)
+        load(tmp_path)
 
 
 def test_load_rows_unreadable_file_names_format(tmp_path):
@@ -278,7 +284,7 @@ def test_load_rows_unreadable_file_names_format(tmp_path):
     with pytest.raises(
         ValueError, match=r"Could not read `tasks\.t\.data\.source` .* as json.*`tasks\.t\.data\.format`"
     ):
-        load_rows(DataSection(source=str(tmp_path / "broken.jsonl")), "text", WHERE)
+        load(tmp_path / "broken.jsonl")
 
 
 TEXTS = [f"sentence {i}" for i in range(6)]
@@ -289,7 +295,7 @@ TEXTS = [f"sentence {i}" for i in range(6)]
 def test_load_rows_reads_a_save_to_disk_folder(tmp_path, dict_of_splits, streaming):
     rows = Dataset.from_dict({"text": TEXTS, "label": list(range(6))})
     (DatasetDict(train=rows) if dict_of_splits else rows).save_to_disk(str(tmp_path / "saved"))
-    loaded = load_rows(DataSection(source=str(tmp_path / "saved"), streaming=streaming), "text", WHERE)
+    loaded = load(tmp_path / "saved", streaming=streaming)
     assert isinstance(loaded, IterableDataset if streaming else Dataset)
     assert [row for row in loaded] == [{"text": t} for t in TEXTS]  # only the input column
 
@@ -299,7 +305,7 @@ def test_load_rows_reads_each_file_format(tmp_path, suffix):
     rows = Dataset.from_dict({"text": TEXTS, "label": list(range(6))})
     path = tmp_path / f"rows{suffix}"
     {".parquet": rows.to_parquet, ".csv": rows.to_csv, ".jsonl": rows.to_json}[suffix](str(path))
-    loaded = load_rows(DataSection(source=str(path)), "text", WHERE)
+    loaded = load(path)
     assert isinstance(loaded, Dataset) and loaded.column_names == ["text"]
     assert loaded["text"] == TEXTS
 
@@ -307,24 +313,22 @@ def test_load_rows_reads_each_file_format(tmp_path, suffix):
 def test_load_rows_folder_of_files_in_name_order(tmp_path):
     for name, texts in [("b.jsonl", TEXTS[3:]), ("a.jsonl", TEXTS[:3])]:
         write_jsonl(tmp_path / name, [{"text": t} for t in texts])
-    assert load_rows(DataSection(source=str(tmp_path)), "text", WHERE)["text"] == TEXTS
+    assert load(tmp_path)["text"] == TEXTS
 
 
 def test_load_rows_include_keeps_the_listed_values():
     train = load_demo_dataset("timeseries", "ucr")["train"]
     gunpoint = [values for values, name in zip(train["past_values"], train["dataset"]) if name == "GunPoint"]
     assert 0 < len(gunpoint) < len(train)
-    data = DataSection(source="demo", subsets=["ucr"], include={"dataset": ["GunPoint"]})
-    rows = load_rows(data, "timeseries", WHERE)
+    rows = load("demo", "timeseries", subsets=["ucr"], include={"dataset": ["GunPoint"]})
     assert rows.column_names == ["past_values"]
     assert len(rows) == len(gunpoint)
     assert rows["past_values"] == gunpoint
 
 
 def test_load_rows_include_of_an_unknown_column_names_include():
-    data = DataSection(source="demo", subsets=["ucr"], include={"archive": ["GunPoint"]})
     with pytest.raises(ValueError, match=r"`tasks\.t\.data\.include` names column 'archive'"):
-        load_rows(data, "timeseries", WHERE)
+        load("demo", "timeseries", subsets=["ucr"], include={"archive": ["GunPoint"]})
 
 
 # ---------------------------------------------------------------------------------------------- pack_texts
@@ -342,9 +346,9 @@ def corpus_texts() -> list[str]:
     return texts
 
 
-def packed(rows, tokenizer, **options) -> tuple[list[list[int]], list[int]]:
-    """(blocks, num_skipped per block) of `pack_texts`, for a map-style or a streaming dataset."""
-    blocks = list(pack_texts(rows, tokenizer, DataSection(max_length=16, **options), WHERE))
+def packed(rows, tokenizer, on_bad_sample="skip") -> tuple[list[list[int]], list[int]]:
+    """(blocks, num_skipped per block) of `pack_texts` into 16-token blocks, map-style or streaming."""
+    blocks = list(pack_texts(rows, tokenizer, "text", 16, on_bad_sample, WHERE))
     return [block["input_ids"] for block in blocks], [block["num_skipped"] for block in blocks]
 
 
@@ -406,7 +410,7 @@ BAD_GRAPHS = {
 
 
 def graph_collator(processor, on_bad_sample="skip") -> RowCollator:
-    return RowCollator("graph", processor, DataSection(on_bad_sample=on_bad_sample), {}, "tasks.t")
+    return RowCollator(GRAPH, processor, {}, "tasks.t", on_bad_sample=on_bad_sample)
 
 
 @pytest.mark.parametrize("bad", sorted(BAD_GRAPHS))
@@ -442,11 +446,10 @@ def text_processor(tokenizer) -> MMFMProcessor:
 
 
 def test_collator_truncates_unpacked_text(tokenizer, text_processor, corpus_texts):
-    data = DataSection(max_length=8, packing=False)
     texts = ["a red circle", *corpus_texts[:5]]
     full = tokenizer(texts)["input_ids"]
     assert len(full[0]) <= 8 and sum(len(ids) > 8 for ids in full) >= 3
-    batch = RowCollator("text", text_processor, data, {}, "tasks.t")([{"text": t} for t in texts])
+    batch = RowCollator(TEXT, text_processor, {}, "tasks.t", max_length=8)([{"text": t} for t in texts])
     assert (batch["num_rows"], batch["num_skipped"]) == (len(texts), 0)
     for ids, whole in zip(batch["inputs"], full):
         if len(whole) <= 8:
@@ -456,7 +459,7 @@ def test_collator_truncates_unpacked_text(tokenizer, text_processor, corpus_text
 
 
 def test_collator_skips_empty_unpacked_text(tokenizer, text_processor):
-    collate = RowCollator("text", text_processor, DataSection(max_length=8, packing=False), {}, "tasks.t")
+    collate = RowCollator(TEXT, text_processor, {}, "tasks.t", max_length=8)
     batch = collate([{"text": "a red circle"}, {"text": "  "}, {"text": None}, {"text": "blue"}])
     assert batch == {
         "inputs": tokenizer(["a red circle", "blue"])["input_ids"],
@@ -466,6 +469,6 @@ def test_collator_skips_empty_unpacked_text(tokenizer, text_processor):
 
 
 def test_collator_passes_packed_blocks_and_their_skip_counts(text_processor):
-    collate = RowCollator("text", text_processor, DataSection(max_length=4), {}, "tasks.t")
+    collate = RowCollator(TEXT, text_processor, {}, "tasks.t", max_length=4)
     rows = [{"input_ids": [2, 5, 6, 3], "num_skipped": 2}, {"input_ids": [2, 7, 3, 2], "num_skipped": 0}]
     assert collate(rows) == {"inputs": [[2, 5, 6, 3], [2, 7, 3, 2]], "num_rows": 2, "num_skipped": 2}

@@ -130,7 +130,7 @@ def test_sigkill_mid_training_then_resume_gives_the_uninterrupted_weights(tmp_pa
               f"checkpointing.save_every={every}", "training.per_device_batch_size=16", "logging.log_every=5",
               "logging.progress_bar=false", "tasks.mae.data.subsets=[digits]"]  # fmt: skip
     common += [f"tasks.mae.model.config.{k}={v}" for k, v in TINY.items()]
-    common += [f"tasks.mae.model.config.decoder_{k}={v}" for k, v in TINY.items()]
+    common += [f"tasks.mae.objective_config.decoder_{k}={v}" for k, v in TINY.items()]
     python = [sys.executable, str(REPO / "recipes" / "pretrain.py")]
     env = launch_env()
     uninterrupted = subprocess.Popen([*python, *common, f"output_dir={tmp_path / 'full'}"], cwd=REPO, env=env,

@@ -1,4 +1,5 @@
-"""Throughput, FLOP counting, MFU peaks, peak memory and loss plots, checked against hand-derived numbers."""
+"""Throughput, FLOP counting, MFU peaks, peak memory, loss plots and the units throughput counts, checked
+against hand-derived numbers."""
 
 import logging
 import math
@@ -7,6 +8,8 @@ import pytest
 import torch
 from torch import nn
 
+from mmfm.modalities import get_modality
+from mmfm.models import MMFMGraphConfig
 from mmfm.training.metrics import (
     PEAK_TFLOPS,
     PEAK_TFLOPS_ENV,
@@ -17,6 +20,8 @@ from mmfm.training.metrics import (
     peak_memory_bytes,
 )
 from mmfm.training.plots import _loss_series, plot_loss_curve
+
+from ._runs import TINY, run_in_process, write_jsonl, write_run_config
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -205,3 +210,48 @@ def test_plot_loss_curve_rejects_unusable_history(tmp_path):
         plot_loss_curve([{"step": 1, "loss": float("nan")}], tmp_path / "c.png")
     with pytest.raises(ValueError, match="step"):
         plot_loss_curve([{"loss": 1.0}], tmp_path / "d.png")
+
+
+# ---------------------------------------------------------------------------------------------- units counted
+
+
+def _graph(num_nodes: int) -> dict:
+    """A path graph of `num_nodes` nodes with 2 features each."""
+    edges = [list(range(num_nodes - 1)), list(range(1, num_nodes))]
+    return {
+        "num_nodes": num_nodes,
+        "edge_index": edges,
+        "node_features": [[1.0, float(n)] for n in range(num_nodes)],
+    }
+
+
+def test_graph_units_are_real_nodes_not_padding():
+    spec = get_modality("graph")
+    config = MMFMGraphConfig(node_feature_size=2)
+    processor = spec.build_processor(config, None)
+    items, kwargs = spec.row_adapter({key: [_graph(n)[key] for n in (2, 5, 3)] for key in _graph(1)}, "text")
+    inputs = processor(items, return_tensors="pt", **kwargs)
+    assert inputs["node_features"].shape[:2] == (3, 5)  # padded to the largest graph: 15 slots
+    assert spec.count_units(inputs, config) == 2 + 5 + 3
+    assert spec.unit == "nodes"
+
+
+def test_throughput_of_a_graph_run_counts_real_nodes(tmp_path):
+    """One epoch of 24 graphs of 1 to 6 nodes in batches of 4: the nodes/s of each step times its time sum
+    to the nodes the data holds, not to the padded slots."""
+    sizes = [1 + (7 * i) % 6 for i in range(24)]
+    source = write_jsonl(tmp_path / "graphs.jsonl", [_graph(n) for n in sizes])
+    config = write_run_config(tmp_path / "graph.yaml", {
+        "tasks": {"graph": {"objective": "graphmae", "data": {"source": str(source)}, "evaluation": []}},
+    })  # fmt: skip
+    result = run_in_process(
+        "--config", str(config), f"output_dir={tmp_path / 'run'}", "training.max_steps=6",
+        "training.per_device_batch_size=4", "logging.log_every=1", "logging.progress_bar=false",
+        "logging.report_to=[]", "checkpointing.save_every=0",
+        *[f"tasks.graph.model.config.{k}={v}" for k, v in TINY.items()],
+    )  # fmt: skip
+    history = result["history"]
+    assert result["skipped_samples"] == 0 and len(history) == 6
+    assert sum(r["samples_per_s"] * r["step_time_s"] for r in history) == pytest.approx(24)
+    assert sum(r["nodes_per_s"] * r["step_time_s"] for r in history) == pytest.approx(sum(sizes))
+    assert sum(sizes) < 24 * max(sizes)

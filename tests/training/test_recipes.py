@@ -10,7 +10,9 @@ import torch
 import yaml
 from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForPreTraining
 
+from mmfm.objectives import get_objective
 from mmfm.processing import MMFMProcessor
+from mmfm.training.config import load_config
 
 from ._runs import TINY, metrics, run_in_process, tiny_overrides
 
@@ -37,19 +39,22 @@ def test_recipe_config_runs_and_exports(config, tmp_path):
             objective, AutoModelForPreTraining
         )
         with_heads = auto_class.from_pretrained(folder)
+        assert type(with_heads) is get_objective(objective).model_class  # the objective's own class
+        assert with_heads.config.pretraining_objective == objective
         trained = with_heads.state_dict()
         for key, value in encoder.state_dict().items():  # the encoder inside equals the bare encoder
             assert torch.equal(value, trained[f"encoder.{key}"]), (name, key)
         assert MMFMProcessor.from_pretrained(folder).modalities
-    # The end-of-run probes of the exported encoders, as the config asks for them.
-    tree = yaml.safe_load(config.read_text())
-    for name, task in tree["tasks"].items():
-        for evaluation in task.get("evaluation", []):
-            probes = evaluation.get("probes", ["knn", "linear_probe"])
-            report = result["evaluation"][name][
-                f"{evaluation['subset']}/{evaluation.get('label_column', 'label')}"
-            ]
-            assert sorted(report) == sorted(probes)
-            for probe in probes:
+    # The end-of-run probes of the exported encoders, as the config asks for them (the objective's
+    # default evaluations where the config names none).
+    run = load_config(config)
+    asked = {name: task.evaluations() for name, task in run.tasks.items()}
+    assert any(asked.values()), "no recipe task is evaluated"
+    assert sorted(result["evaluation"]) == sorted(name for name, entries in asked.items() if entries)
+    for name, evaluations in asked.items():
+        for evaluation in evaluations:
+            report = result["evaluation"][name][f"{evaluation.subset}/{evaluation.label_column}"]
+            assert sorted(report) == sorted(evaluation.probes)
+            for probe in evaluation.probes:
                 metric = "r2" if probe == "ridge" else "accuracy"
                 assert math.isfinite(report[probe][metric])

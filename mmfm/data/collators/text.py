@@ -427,8 +427,9 @@ class DataCollatorForMaskedLM(_WholeWordMixin, _TextCollator):
 
     @classmethod
     def from_config(cls, tokenizer, config, **kwargs) -> DataCollatorForMaskedLM:
-        """The collator of the masking recorded in an `MMFMTextConfig` (`mlm_probability`,
-        `mask_replace_prob`, `random_replace_prob`, `whole_word_mask`); `kwargs` override."""
+        """The collator of the masking a `MaskedLMConfig` records (`model.objective` of an
+        `MMFMTextForMaskedLM`): `mlm_probability`, `mask_replace_prob`, `random_replace_prob`,
+        `whole_word_mask`; `kwargs` override."""
         fields = {
             name: getattr(config, name)
             for name in ("mlm_probability", "mask_replace_prob", "random_replace_prob", "whole_word_mask")
@@ -524,8 +525,8 @@ class DataCollatorForTokenSubstitution(_WholeWordMixin, _TextCollator):
 
     @classmethod
     def from_config(cls, tokenizer, config, **kwargs) -> DataCollatorForTokenSubstitution:
-        """The collator of the rate recorded in an `MMFMTextConfig` (`substitution_probability`,
-        `whole_word_mask`); `kwargs` override."""
+        """The collator of the rate a `TokenSubstitutionConfig` records (`model.objective` of an
+        `MMFMTextForPreTraining`): `substitution_probability`, `whole_word_mask`; `kwargs` override."""
         fields = {
             "substitution_probability": config.substitution_probability,
             "whole_word_mask": config.whole_word_mask,

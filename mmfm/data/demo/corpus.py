@@ -13,6 +13,7 @@ program or file) skips its subset with a logged warning and a reason in the mani
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -26,17 +27,15 @@ from typing import Any
 import datasets
 from tqdm.auto import tqdm
 
-from . import audio, graph, text, timeseries, vision
+from ...models import MODALITIES
 from .sources import Builder, SourceUnavailable
 
 logger = logging.getLogger(__name__)
 
+# Each modality's subsets come from its module here, named by the modality (`mmfm/data/demo/<modality>.py`,
+# a `SUBSETS` dict of builders), in the canonical modality order.
 BUILDERS: dict[str, dict[str, Builder]] = {
-    "text": text.SUBSETS,
-    "vision": vision.SUBSETS,
-    "audio": audio.SUBSETS,
-    "graph": graph.SUBSETS,
-    "timeseries": timeseries.SUBSETS,
+    modality: importlib.import_module(f"{__package__}.{modality}").SUBSETS for modality in MODALITIES
 }
 DEMO_SUBSETS: dict[str, tuple[str, ...]] = {m: tuple(subsets) for m, subsets in BUILDERS.items()}
 BUILD_COMMAND = "python -m mmfm.data.demo"

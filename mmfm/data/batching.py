@@ -1,0 +1,200 @@
+"""Batches for training: rows -> processor outputs (bad rows skipped and counted), a seeded per-epoch order
+cut into global batches shared over processes, and an endless, resumable stream of them.
+
+Map-style datasets (the demo corpus, files that fit in memory) are shuffled per epoch by a seeded
+permutation and cut into global batches of `per_device_batch_size x processes` rows; process r takes the
+r-th slice of each, so no row is seen twice in an epoch and one process with batch 2b sees exactly the
+rows two processes with batch b see together. The last incomplete global batch of an epoch is dropped.
+Streaming datasets are split with `datasets.distributed.split_dataset_by_node` and shuffled through a
+buffer, reseeded per epoch with `set_epoch`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from datasets import Dataset, IterableDataset
+from torch.utils.data import DataLoader
+
+from ..modalities import ModalitySpec
+
+logger = logging.getLogger(__name__)
+
+
+class RowCollator:
+    """DataLoader `collate_fn`: a list of rows -> the batch one task's model needs (before text masking).
+
+    Returns a dict with `inputs` (processor outputs; for tokenized modalities a list of token-id lists,
+    corrupted later in the training process with a generator the checkpoint can reproduce), `num_rows` and
+    `num_skipped` (rows dropped as bad samples). A row the processor refuses is a bad sample: with
+    `on_bad_sample="skip"` the batch is retried row by row and only the bad rows are dropped; `"raise"`
+    stops with the error.
+    """
+
+    def __init__(
+        self,
+        spec: ModalitySpec,
+        processor: Any,
+        processor_kwargs: dict,
+        where: str,
+        text_column: str = "text",
+        max_length: int | None = None,
+        on_bad_sample: str = "skip",
+    ):
+        self.spec, self.processor, self.processor_kwargs, self.where = (
+            spec,
+            processor,
+            processor_kwargs,
+            where,
+        )
+        self.text_column, self.max_length, self.on_bad_sample = text_column, max_length, on_bad_sample
+
+    def __call__(self, rows: list[dict]) -> dict[str, Any]:
+        skipped = sum(int(row.pop("num_skipped", 0) or 0) for row in rows)
+        rows = [
+            row for row in rows if "input_ids" not in row or len(row["input_ids"])
+        ]  # packing's count carriers
+        if not rows:
+            return {"inputs": None, "num_rows": 0, "num_skipped": skipped}
+        try:
+            return {"inputs": self._process(rows), "num_rows": len(rows), "num_skipped": skipped}
+        except (ValueError, TypeError, OSError, KeyError, IndexError) as err:
+            if self.on_bad_sample == "raise":
+                raise ValueError(
+                    f"A batch of `{self.where}` could not be processed ({err}). Set "
+                    f"`{self.where}.data.on_bad_sample=skip` to drop and count bad rows instead."
+                ) from err
+            good = [row for row in rows if self._processes(row)]
+            if len(good) == len(rows):
+                raise  # every row is fine alone: the batch itself is the problem, not a sample
+            logger.warning("Skipped %d bad row(s) of %s: %s", len(rows) - len(good), self.where, err)
+            inputs = self._process(good) if good else None
+            return {"inputs": inputs, "num_rows": len(good), "num_skipped": skipped + len(rows) - len(good)}
+
+    def _processes(self, row: dict) -> bool:
+        try:
+            self._process([dict(row)])
+            return True
+        except (ValueError, TypeError, OSError, KeyError, IndexError):
+            return False
+
+    def _process(self, rows: list[dict]) -> Any:
+        name = self.spec.name
+        if self.spec.tokenized:
+            if "input_ids" in rows[0]:  # packed blocks
+                return [list(row["input_ids"]) for row in rows]
+            texts = [row[self.text_column] for row in rows]
+            if any(not isinstance(t, str) or not t.strip() for t in texts):
+                raise ValueError(f"empty or non-text value in column {self.text_column!r}")
+            kwargs = {"truncation": True, "max_length": self.max_length, "verbose": False}
+            return self.processor[name](texts, **kwargs)["input_ids"]
+        columns = {key: [row[key] for row in rows] for key in rows[0]}
+        items, kwargs = self.spec.row_adapter(columns, self.text_column)
+        kwargs = {**kwargs, **self.processor_kwargs}
+        return dict(self.processor(**{name: items, f"{name}_kwargs": kwargs})[name])
+
+
+class EpochBatchSampler:
+    """Per-process batches of row indices for one epoch of a map-style dataset.
+
+    Epoch e shuffles all rows with a generator seeded `seed + e`, cuts the permutation into global batches
+    of `batch_size * world_size` rows (dropping the incomplete tail) and yields this process's slice of
+    each, starting at global batch `start`.
+    """
+
+    def __init__(
+        self, num_rows: int, batch_size: int, rank: int, world_size: int, seed: int, epoch: int, start: int
+    ):
+        self.num_rows, self.batch_size, self.rank, self.world_size = num_rows, batch_size, rank, world_size
+        self.seed, self.epoch, self.start = seed, epoch, start
+
+    def __len__(self) -> int:
+        return max(0, self.num_rows // (self.batch_size * self.world_size) - self.start)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = torch.randperm(self.num_rows, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        global_batch = self.batch_size * self.world_size
+        for index in range(self.start, self.num_rows // global_batch):
+            begin = index * global_batch + self.rank * self.batch_size
+            yield order[begin : begin + self.batch_size].tolist()
+
+
+class BatchStream:
+    """Endless batches of one task's rows for this process, epoch after epoch, with a resumable position.
+
+    `state_dict()` is `{"epoch", "position"}` (batches taken in the current epoch); `load_state_dict`
+    makes the next batch the one an uninterrupted run would take next.
+    """
+
+    def __init__(
+        self,
+        rows: Dataset | IterableDataset,
+        collate: Callable,
+        batch_size: int,
+        rank: int,
+        world_size: int,
+        seed: int,
+        num_workers: int,
+        shuffle_buffer: int,
+        where: str,
+    ):
+        self.collate, self.batch_size, self.rank, self.world_size = collate, batch_size, rank, world_size
+        self.seed, self.num_workers, self.where = seed, num_workers, where
+        self.streaming = isinstance(rows, IterableDataset)
+        if self.streaming:
+            from datasets.distributed import split_dataset_by_node
+
+            rows = split_dataset_by_node(rows, rank=rank, world_size=world_size)
+            rows = rows.shuffle(seed=seed, buffer_size=shuffle_buffer)
+        elif len(rows) < batch_size * world_size:
+            raise ValueError(
+                f"`{where}` has {len(rows)} rows, fewer than one global batch ({batch_size} per process x "
+                f"{world_size} processes): lower `training.per_device_batch_size` or add data."
+            )
+        self.rows = rows
+        self.epoch, self.position = 0, 0
+        self._batches: Iterator | None = None
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+        self._batches = None
+
+    def __iter__(self) -> BatchStream:
+        return self
+
+    def __next__(self) -> dict[str, Any]:
+        for _ in range(2):
+            if self._batches is None:
+                self._batches = self._epoch_batches()
+            batch = next(self._batches, None)
+            if batch is not None:
+                self.position += 1
+                return batch
+            if self.position == 0:
+                break
+            self.epoch, self.position, self._batches = self.epoch + 1, 0, None
+        raise ValueError(f"`{self.where}` gives this process (rank {self.rank}) no complete batch.")
+
+    def _epoch_batches(self) -> Iterator[dict[str, Any]]:
+        # The loader's own generator seeds its workers, so creating it never draws from the global torch
+        # generator (which the model's masks use and checkpoints restore).
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        common = {"collate_fn": self.collate, "num_workers": self.num_workers, "generator": generator}
+        if self.streaming:
+            self.rows.set_epoch(self.epoch)
+            loader = DataLoader(self.rows, batch_size=self.batch_size, drop_last=True, **common)
+            return itertools.islice(iter(loader), self.position, None)  # replays the stream to the position
+        sampler = EpochBatchSampler(
+            len(self.rows), self.batch_size, self.rank, self.world_size, self.seed, self.epoch, self.position
+        )
+        return iter(DataLoader(self.rows, batch_sampler=sampler, **common))
+
+
+__all__ = ["BatchStream", "EpochBatchSampler", "RowCollator"]
