@@ -7,7 +7,7 @@ import numpy as np
 
 from ..models import MMFMGraphModel
 from ..processing import MMFMGraphProcessor
-from .spec import ModalitySpec
+from .spec import ModalitySpec, count_real
 
 
 def build_processor(config, tokenizer=None) -> MMFMGraphProcessor:
@@ -29,8 +29,7 @@ def graph_items(rows: dict[str, list], text_column: str) -> tuple[list[dict], di
 
 def count_nodes(inputs, config) -> int:
     """Real nodes (the processor's `attention_mask`), not the padding slots of the batch."""
-    mask = inputs.get("attention_mask")
-    return int(mask.sum()) if mask is not None else int(inputs["node_features"].shape[:2].numel())
+    return count_real(inputs, "node_features")
 
 
 def node_feature_width(first_row: dict) -> dict:

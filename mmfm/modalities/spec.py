@@ -65,6 +65,13 @@ class ModalitySpec:
         return required, list(self.optional_columns)
 
 
+def count_real(inputs: Mapping[str, torch.Tensor], input_name: str) -> int:
+    """Real positions of a padded (B, L, ...) batch: the sum of its `attention_mask`, or every position of
+    `inputs[input_name]` when there is none (text tokens, graph nodes)."""
+    mask = inputs.get("attention_mask")
+    return int(mask.sum()) if mask is not None else int(inputs[input_name].shape[:2].numel())
+
+
 @cache
 def modality_specs() -> dict[str, ModalitySpec]:
     """Every modality's spec, in the canonical order of the model folder (`mmfm_modalities.py`)."""
@@ -102,4 +109,4 @@ def modality_of_config(config: PreTrainedConfig) -> str:
     raise ValueError(f"No mmfm modality has model type {getattr(config, 'model_type', None)!r}.")
 
 
-__all__ = ["ModalitySpec", "get_modality", "modality_of_config", "modality_specs"]
+__all__ = ["ModalitySpec", "count_real", "get_modality", "modality_of_config", "modality_specs"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from transformers import PreTrainedTokenizerBase
 
 from ..models import MMFMTextModel
-from .spec import ModalitySpec
+from .spec import ModalitySpec, count_real
 
 
 def build_processor(config, tokenizer: PreTrainedTokenizerBase | None) -> PreTrainedTokenizerBase:
@@ -24,8 +24,7 @@ def text_items(rows: dict[str, list], text_column: str) -> tuple[list[str], dict
 
 
 def count_tokens(inputs, config) -> int:
-    mask = inputs.get("attention_mask")
-    return int(mask.sum()) if mask is not None else int(inputs["input_ids"].numel())
+    return count_real(inputs, "input_ids")
 
 
 SPEC = ModalitySpec(

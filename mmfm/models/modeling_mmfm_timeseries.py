@@ -80,6 +80,11 @@ def patch_values(values: torch.Tensor, patch_length: int) -> torch.Tensor:
     return values.transpose(1, 2).unfold(-1, patch_length, patch_length)
 
 
+def patch_steps(patch_flags: torch.Tensor, patch_length: int) -> torch.Tensor:
+    """(B, C, P) flags of non-overlapping patches -> (B, L, C) flags of the time steps inside them."""
+    return patch_flags.repeat_interleave(patch_length, dim=-1).transpose(1, 2)
+
+
 class MMFMTimeSeriesEmbeddings(nn.Module):
     """Cut each channel into patches and embed values together with their observed mask."""
 
@@ -194,8 +199,7 @@ class MMFMTimeSeriesModel(MMFMTimeSeriesPreTrainedModel):
                 "`masked_patches` needs non-overlapping patches (patch_stride == patch_length), or a masked "
                 "patch's values would stay visible in its overlapping neighbours."
             )
-        hidden_steps = masked_patches.repeat_interleave(self.config.patch_length, dim=-1).transpose(1, 2)
-        kept = (~hidden_steps).to(observed.dtype)  # (B, L, C)
+        kept = (~patch_steps(masked_patches, self.config.patch_length)).to(observed.dtype)
         return past_values * kept, observed * kept
 
     @can_return_tuple
@@ -253,5 +257,6 @@ __all__ = [
     "MMFMTimeSeriesModel",
     "MMFMTimeSeriesModelOutput",
     "MMFMTimeSeriesPreTrainedModel",
+    "patch_steps",
     "patch_values",
 ]

@@ -16,7 +16,12 @@ from .configuration_mmfm_timeseries import MMFMTimeSeriesConfig
 from .mmfm_losses import masked_mse
 from .mmfm_masking import random_masking_with_padding
 from .mmfm_pretraining import MMFMPreTrainingMixin
-from .modeling_mmfm_timeseries import MMFMTimeSeriesModel, MMFMTimeSeriesPreTrainedModel, patch_values
+from .modeling_mmfm_timeseries import (
+    MMFMTimeSeriesModel,
+    MMFMTimeSeriesPreTrainedModel,
+    patch_steps,
+    patch_values,
+)
 
 
 @dataclass
@@ -125,8 +130,7 @@ class MMFMTimeSeriesForMaskedPatchModeling(MMFMPreTrainingMixin, MMFMTimeSeriesP
         if self.objective.keep_masked_tokens:
             inputs = {"past_observed_mask": observed, "masked_patches": mask}
         else:
-            hidden_steps = mask.repeat_interleave(length, dim=-1).transpose(1, 2)
-            inputs = {"past_observed_mask": observed * (~hidden_steps).to(observed.dtype)}
+            inputs = {"past_observed_mask": observed * (~patch_steps(mask, length)).to(observed.dtype)}
         output = self.encoder(
             past_values,
             **inputs,

@@ -32,6 +32,10 @@ from .setup import Task, tracker_config
 logger = logging.getLogger(__name__)
 
 
+# Consecutive batches whose every row was refused before a run stops instead of spinning.
+MAX_EMPTY_BATCHES = 100
+
+
 class NonFiniteLossError(RuntimeError):
     """Too many steps had a NaN or infinite loss."""
 
@@ -235,12 +239,27 @@ class Trainer:
                 "grad_norm": grad_norm, "scheduled": scheduled}  # fmt: skip
 
     def _next_inputs(self, task: Task) -> tuple[dict[str, torch.Tensor], int]:
-        """The next non-empty batch of `task` as model inputs on the device, and its number of rows."""
-        while True:
+        """The next non-empty batch of `task` as model inputs on the device, and its number of rows.
+
+        Raises:
+            ValueError: `MAX_EMPTY_BATCHES` batches in a row had no usable row (every row refused), which
+                would otherwise spin forever.
+        """
+        skipped = 0
+        for _ in range(MAX_EMPTY_BATCHES):
             batch = next(task.stream)
             self.counters["skipped_samples"] += batch["num_skipped"]
+            skipped += batch["num_skipped"]
             if batch["inputs"]:
                 break
+        else:
+            where = f"tasks.{task.name}.data"
+            raise ValueError(
+                f"`{where}`: {MAX_EMPTY_BATCHES} batches in a row held no row the {task.objective.modality} "
+                f"processor accepts ({skipped} rows skipped). The data does not fit the model (check the "
+                f"columns, image files, sampling rate, ...); set `{where}.on_bad_sample=raise` to see the first "
+                "row's error."
+            )
         inputs = batch["inputs"]
         if task.text_collator is not None:
             # One generator per micro-batch, seeded by its index on this process: the same masks after a resume.
