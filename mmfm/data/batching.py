@@ -11,6 +11,7 @@ buffer, reseeded per epoch with `set_epoch`.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 from collections.abc import Callable, Iterator
@@ -21,6 +22,7 @@ from datasets import Dataset, IterableDataset
 from torch.utils.data import DataLoader
 
 from ..modalities import ModalitySpec
+from .bad_rows import ROW_INDEX, BadRow, error_text, short_repr
 
 logger = logging.getLogger(__name__)
 
@@ -29,10 +31,13 @@ class RowCollator:
     """DataLoader `collate_fn`: a list of rows -> the batch one task's model needs (before text masking).
 
     Returns a dict with `inputs` (processor outputs; for tokenized modalities a list of token-id lists,
-    corrupted later in the training process with a generator the checkpoint can reproduce), `num_rows` and
-    `num_skipped` (rows dropped as bad samples). A row the processor refuses is a bad sample: with
+    corrupted later in the training process with a generator the checkpoint can reproduce), `num_rows`,
+    `num_skipped` (rows dropped as bad samples, with those counted before: bad JSON lines and empty texts
+    that rows carry in `CARRIER_COLUMNS`) and `bad_rows` (descriptions of some of them: each row this batch
+    dropped as a `BadRow`, a carried one as a string). A row the processor refuses is a bad sample: with
     `on_bad_sample="skip"` the batch is retried row by row and only the bad rows are dropped; `"raise"`
-    stops with the error.
+    stops with the error of the first bad row. Rows of map-style data name their dataset index (`ROW_INDEX`,
+    added by `BatchStream`).
     """
 
     def __init__(
@@ -54,33 +59,54 @@ class RowCollator:
         self.text_column, self.max_length, self.on_bad_sample = text_column, max_length, on_bad_sample
 
     def __call__(self, rows: list[dict]) -> dict[str, Any]:
-        skipped = sum(int(row.pop("num_skipped", 0) or 0) for row in rows)
-        rows = [
-            row for row in rows if "input_ids" not in row or len(row["input_ids"])
-        ]  # packing's count carriers
-        if not rows:
-            return {"inputs": None, "num_rows": 0, "num_skipped": skipped}
+        skipped, bad, kept = 0, [], []
+        for position, row in enumerate(rows):
+            skipped += int(row.pop("num_skipped", 0) or 0)
+            carried = row.pop("skipped_rows", None)
+            if carried:
+                bad.append(carried)
+            index = row.pop(ROW_INDEX, None)
+            if "input_ids" in row and not len(row["input_ids"]):
+                continue  # packing's count carriers
+            kept.append((position, index, row))
+        if not kept:
+            return self._batch(None, 0, skipped, bad)
         try:
-            return {"inputs": self._process(rows), "num_rows": len(rows), "num_skipped": skipped}
+            return self._batch(self._process([row for _, _, row in kept]), len(kept), skipped, bad)
         except (ValueError, TypeError, OSError, KeyError, IndexError) as err:
+            errors = [(position, index, row, self._error(row)) for position, index, row in kept]
+            refused = [self._describe(p, i, row, e) for p, i, row, e in errors if e is not None]
             if self.on_bad_sample == "raise":
+                first = str(refused[0]) if refused else error_text(err)
                 raise ValueError(
-                    f"A batch of `{self.where}` could not be processed ({err}). Set "
+                    f"A batch of `{self.where}` could not be processed ({first}). Set "
                     f"`{self.where}.data.on_bad_sample=skip` to drop and count bad rows instead."
                 ) from err
-            good = [row for row in rows if self._processes(row)]
-            if len(good) == len(rows):
+            if not refused:
                 raise  # every row is fine alone: the batch itself is the problem, not a sample
-            logger.warning("Skipped %d bad row(s) of %s: %s", len(rows) - len(good), self.where, err)
+            good = [row for _, _, row, e in errors if e is None]
+            logger.warning("Skipped %d bad row(s) of %s: %s", len(refused), self.where, refused[0])
             inputs = self._process(good) if good else None
-            return {"inputs": inputs, "num_rows": len(good), "num_skipped": skipped + len(rows) - len(good)}
+            return self._batch(inputs, len(good), skipped + len(refused), bad + refused)
 
-    def _processes(self, row: dict) -> bool:
+    @staticmethod
+    def _batch(inputs: Any, num_rows: int, num_skipped: int, bad_rows: list) -> dict[str, Any]:
+        return {"inputs": inputs, "num_rows": num_rows, "num_skipped": num_skipped, "bad_rows": bad_rows}
+
+    def _error(self, row: dict) -> BaseException | None:
+        """Why the processor refuses `row` alone (None when it accepts it)."""
         try:
             self._process([dict(row)])
-            return True
-        except (ValueError, TypeError, OSError, KeyError, IndexError):
-            return False
+        except (ValueError, TypeError, OSError, KeyError, IndexError) as err:
+            return err
+        return None
+
+    @staticmethod
+    def _describe(position: int, index: int | None, row: dict, err: BaseException) -> BadRow:
+        columns = list(row)
+        column, value = (repr(columns[0]), row[columns[0]]) if len(columns) == 1 else (repr(columns), row)
+        where = f"dataset row {index}" if index is not None else None  # streams name the row later
+        return BadRow(where, error_text(err), column, short_repr(value), batch_index=position)
 
     def _process(self, rows: list[dict]) -> Any:
         name = self.spec.name
@@ -123,11 +149,28 @@ class EpochBatchSampler:
             yield order[begin : begin + self.batch_size].tolist()
 
 
+class IndexedRows(torch.utils.data.Dataset):
+    """A map-style dataset whose rows also hold their index (`ROW_INDEX`), so the collator can name bad rows."""
+
+    def __init__(self, rows: Dataset):
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> dict:
+        return {**self.rows[index], ROW_INDEX: index}
+
+    def __getitems__(self, indices: list[int]) -> list[dict]:
+        return [{**row, ROW_INDEX: index} for index, row in zip(indices, self.rows.__getitems__(indices))]
+
+
 class BatchStream:
     """Endless batches of one task's rows for this process, epoch after epoch, with a resumable position.
 
     `state_dict()` is `{"epoch", "position"}` (batches taken in the current epoch); `load_state_dict`
-    makes the next batch the one an uninterrupted run would take next.
+    makes the next batch the one an uninterrupted run would take next. Bad rows of a streamed batch
+    (`bad_rows` of the collator's dict) are named by their place in this process's stream.
     """
 
     def __init__(
@@ -175,12 +218,20 @@ class BatchStream:
                 self._batches = self._epoch_batches()
             batch = next(self._batches, None)
             if batch is not None:
+                if self.streaming and isinstance(batch, dict) and batch.get("bad_rows"):
+                    batch["bad_rows"] = [self._name(bad) for bad in batch["bad_rows"]]
                 self.position += 1
                 return batch
             if self.position == 0:
                 break
             self.epoch, self.position, self._batches = self.epoch + 1, 0, None
         raise ValueError(f"`{self.where}` gives this process (rank {self.rank}) no complete batch.")
+
+    def _name(self, bad: BadRow | str) -> BadRow | str:
+        if not isinstance(bad, BadRow) or bad.row is not None:
+            return bad
+        row = self.position * self.batch_size + bad.batch_index
+        return dataclasses.replace(bad, row=f"row {row} of this process's stream in epoch {self.epoch}")
 
     def _epoch_batches(self) -> Iterator[dict[str, Any]]:
         # The loader's own generator seeds its workers, so creating it never draws from the global torch
@@ -194,7 +245,7 @@ class BatchStream:
         sampler = EpochBatchSampler(
             len(self.rows), self.batch_size, self.rank, self.world_size, self.seed, self.epoch, self.position
         )
-        return iter(DataLoader(self.rows, batch_sampler=sampler, **common))
+        return iter(DataLoader(IndexedRows(self.rows), batch_sampler=sampler, **common))
 
 
-__all__ = ["BatchStream", "EpochBatchSampler", "RowCollator"]
+__all__ = ["BatchStream", "EpochBatchSampler", "IndexedRows", "RowCollator"]

@@ -13,6 +13,7 @@ Every function takes the modality's spec (`mmfm.modalities`), so nothing here na
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import logging
 import re
@@ -24,7 +25,9 @@ import datasets
 from datasets import Dataset, DatasetDict, IterableDataset, concatenate_datasets
 
 from ..modalities import ModalitySpec
+from .bad_rows import CARRIER_COLUMNS, BadRowLimits, TooManyBadRows
 from .demo import load_demo_dataset
+from .jsonlines import load_json
 
 logger = logging.getLogger(__name__)
 
@@ -36,16 +39,23 @@ SPLIT_OF_EVALUATION = ("train", "test")
 
 
 def first_row(rows: Dataset | IterableDataset) -> dict | None:
-    """The first row (None when there is none), without reading a stream further than that."""
+    """The first row's data (None when there is none), without reading a stream further than that; the
+    counts of skipped rows some rows carry (`CARRIER_COLUMNS`) are left out."""
+    first = _peek(rows)
+    return None if first is None else {k: v for k, v in first.items() if k not in CARRIER_COLUMNS}
+
+
+def _peek(rows: Dataset | IterableDataset) -> dict | None:
     if isinstance(rows, Dataset):
         return rows[0] if len(rows) else None
     return next(iter(rows.take(1)), None)
 
 
 def column_names(rows: Dataset | IterableDataset) -> list[str]:
+    """Every column, the carriers of skipped-row counts included."""
     if rows.column_names is not None:
         return list(rows.column_names)
-    first = first_row(rows)  # a stream of JSON lines knows its columns once read
+    first = _peek(rows)  # a stream whose columns are unknown (after a `map`) knows them once read
     return list(first) if first is not None else []
 
 
@@ -62,7 +72,7 @@ def require_columns(
 ) -> list[str]:
     """The columns of `rows` the modality reads; `ValueError` naming the missing required ones."""
     required, optional = spec.columns(text_column)
-    present = list(rows.column_names) if rows.column_names is not None else list(first or {})
+    present = [c for c in (rows.column_names or first or {}) if c not in CARRIER_COLUMNS]
     missing = [c for c in required if c not in present]
     if missing:
         raise ValueError(
@@ -86,8 +96,11 @@ def load_rows(
     include: dict[str, list] | None = None,
     text_column: str = "text",
     num_shards: int = 1,
+    limits: BadRowLimits | None = None,
 ) -> Dataset | IterableDataset:
-    """A task's training rows, reduced to the columns its modality reads; checked for columns and emptiness.
+    """A task's training rows, reduced to the columns its modality reads (and the carriers of skipped-row
+    counts, `CARRIER_COLUMNS`); checked for columns and emptiness. Image and audio columns stay undecoded
+    (`{"bytes", "path"}`): the row adapter decodes them, so a corrupt file is one bad row.
 
     Args:
         source: `demo` (with `subsets`) or local data (see the module docstring).
@@ -97,10 +110,12 @@ def load_rows(
         streaming: read as a `datasets` stream.
         include: keep only rows whose column holds one of the listed values.
         num_shards: shards of a streamed demo subset (DataLoader workers).
+        limits: what to do with bad lines of JSON-lines files (default: skip and count, the default caps).
 
     Raises:
         FileNotFoundError: a local `source` that does not exist or matches no file.
-        ValueError: unreadable files, an unknown format, missing columns or no rows at all.
+        ValueError: unreadable files, an unknown format, missing columns or no rows at all;
+            `TooManyBadRows` for more bad JSON lines than `limits` allow.
     """
     if source == "demo":
         parts = [load_demo_dataset(spec.name, subset)["train"] for subset in subsets]
@@ -112,15 +127,28 @@ def load_rows(
         if streaming:
             rows = rows.to_iterable_dataset(num_shards=max(1, num_shards))
     else:
-        rows = load_local(source, spec, where, format, streaming)
+        rows = load_local(source, spec, where, format, streaming, limits)
         if isinstance(rows, DatasetDict):
             rows = _training_split(rows, source, where)
+    rows = undecoded(rows)
     for column, values in (include or {}).items():
         rows = keep_values(rows, column, values, where)
-    first = first_row(rows)  # read once: on a stream every look at a row opens the files again
+    first = _peek(rows)  # read once: on a stream every look at a row opens the files again
     if first is None:
         raise ValueError(f"`{where}.source` ({source}) holds no rows: there is nothing to train on.")
-    return rows.select_columns(require_columns(rows, spec, text_column, source, where, first))
+    carriers = [c for c in CARRIER_COLUMNS if c in first]
+    data = {k: v for k, v in first.items() if k not in CARRIER_COLUMNS}
+    return rows.select_columns(require_columns(rows, spec, text_column, source, where, data) + carriers)
+
+
+def undecoded(rows):
+    """`rows` with every decoding `datasets.Image`/`Audio` column cast to `decode=False`: cells stay
+    `{"bytes", "path"}` for the row adapter to decode (a corrupt file is then a bad row, not a crash of the
+    DataLoader's fetcher)."""
+    for column, feature in (rows.features or {}).items():
+        if isinstance(feature, (datasets.Image, datasets.Audio)) and feature.decode:
+            rows = rows.cast_column(column, dataclasses.replace(feature, decode=False))
+    return rows
 
 
 def _training_split(splits: DatasetDict | datasets.IterableDatasetDict, source: str, where: str):
@@ -136,10 +164,16 @@ def _training_split(splits: DatasetDict | datasets.IterableDatasetDict, source: 
 
 
 def load_local(
-    source: str, spec: ModalitySpec, where: str, format: str | None = None, streaming: bool = False
+    source: str,
+    spec: ModalitySpec,
+    where: str,
+    format: str | None = None,
+    streaming: bool = False,
+    limits: BadRowLimits | None = None,
 ) -> Dataset | IterableDataset | DatasetDict:
     """Local data as a dataset, or a `DatasetDict` when the source has named splits (a `save_to_disk`
-    folder of splits, an image folder with `train`/`test` subfolders, split-named files)."""
+    folder of splits, an image folder with `train`/`test` subfolders, split-named files). Bad lines of JSON
+    files are skipped and counted with `limits` (`mmfm.data.jsonlines`)."""
     path = Path(source).expanduser()
     if path.is_dir() and ((path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file()):
         rows = datasets.load_from_disk(str(path))  # written by Dataset.save_to_disk
@@ -180,26 +214,44 @@ def load_local(
         # File paths in the rows are read relative to their data file: load each folder's files on their own.
         groups = _by_folder(split_files) if spec.file_columns else {None: split_files}
         parts = [
-            _load_tables(group, fmt, source, where, streaming, folder, spec)
+            _load_tables(group, fmt, source, where, streaming, folder, spec, limits or BadRowLimits(where))
             for folder, group in groups.items()
         ]
-        loaded[split] = parts[0] if len(parts) == 1 else concatenate_datasets(parts)
+        loaded[split] = parts[0] if len(parts) == 1 else concatenate_datasets(_align_carriers(parts))
     if len(loaded) == 1:
         return next(iter(loaded.values()))
     return (datasets.IterableDatasetDict if streaming else DatasetDict)(loaded)
 
 
-def _load_tables(files: list[Path], fmt: str, source: str, where: str, streaming: bool, folder, spec):
+def _load_tables(files: list[Path], fmt: str, source: str, where: str, streaming: bool, folder, spec, limits):
     try:
-        rows = datasets.load_dataset(
-            fmt, data_files=[str(f) for f in files], split="train", streaming=streaming
-        )
+        if fmt == "json":
+            rows = load_json(files, limits, streaming)
+        else:
+            rows = datasets.load_dataset(
+                fmt, data_files=[str(f) for f in files], split="train", streaming=streaming
+            )
+    except TooManyBadRows:
+        raise
     except Exception as err:  # datasets raises many types for unreadable files; say which field to fix
         raise ValueError(
             f"Could not read `{where}.source` = {source!r} as {fmt} ({type(err).__name__}: {err}). Check the "
             f"files, or set `{where}.format`."
         ) from err
+    rows = undecoded(rows)
     return resolve_file_columns(rows, spec, folder) if folder is not None else rows
+
+
+def _align_carriers(parts: list) -> list:
+    """Map-style parts to concatenate, each with the carrier columns when one has them (cleaned JSON lines)."""
+    if not any(isinstance(p, Dataset) and CARRIER_COLUMNS[0] in p.column_names for p in parts):
+        return parts
+    return [
+        p
+        if CARRIER_COLUMNS[0] in p.column_names
+        else p.add_column("num_skipped", [0] * len(p)).add_column("skipped_rows", [""] * len(p))
+        for p in parts
+    ]
 
 
 def _by_split(files: list[Path], root: Path | None) -> dict[str, list[Path]]:
@@ -227,7 +279,12 @@ def _by_folder(files: list[Path]) -> dict[Path, list[Path]]:
 
 def resolve_file_columns(rows, spec: ModalitySpec, folder: Path):
     """Make the relative paths in the modality's file columns absolute against `folder` (the data file's)."""
-    present = [c for c in spec.file_columns if c in column_names(rows)]
+    decoders = (datasets.Image, datasets.Audio)  # cells of these features hold bytes or paths of their own
+    present = [
+        c
+        for c in spec.file_columns
+        if c in column_names(rows) and not isinstance((rows.features or {}).get(c), decoders)
+    ]
     if not present:
         return rows
 
@@ -334,4 +391,5 @@ __all__ = [
     "load_rows",
     "require_columns",
     "resolve_file_columns",
+    "undecoded",
 ]

@@ -43,9 +43,10 @@ def open_image(item: Any) -> Any:
         with PIL.Image.open(source) as image:
             image.load()
             return image.copy()  # closing the file releases the opened image's data
-    except (OSError, PIL.UnidentifiedImageError) as err:
+    except Exception as err:  # PIL raises many types (OSError, SyntaxError, struct.error, ...) on bad bytes
         name = item.get("path") if isinstance(item, dict) else item
-        raise ValueError(f"cannot read image {name!r}: {err}") from err
+        what = repr(name) if name else f"of {len(item['bytes'])} bytes"
+        raise ValueError(f"cannot read image {what}: {type(err).__name__}: {err}") from err
 
 
 def image_items(rows: dict[str, list], text_column: str) -> tuple[list, dict]:

@@ -5,6 +5,7 @@ Part of the exportable model folder: imports only transformers and its siblings.
 """
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -239,6 +240,8 @@ def _coerce(where: str, hint: Any, value: Any) -> Any:
         return value
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where} must be a finite number, got {value!r}.")
     if not isinstance(value, hint) or (hint in (int, float) and isinstance(value, bool)):
         raise ValueError(f"{where} must be a {hint.__name__}, got {value!r} ({type(value).__name__}).")
     return value

@@ -21,12 +21,71 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 # ----------------------------------------------------------------------------------------------
 
 
-def check_rank(name: str, tensor: torch.Tensor, rank: int, layout: str) -> None:
-    """Raise `ValueError` unless `tensor` has `rank` dimensions (`layout` spells them, e.g. "(B, L)")."""
+class InputDtypeError(TypeError, ValueError):
+    """An input tensor of the wrong dtype. A `TypeError`, as transformers users expect for a wrong type, and a
+    `ValueError` too, as mmfm raised for integer inputs (labels, edge ids) before."""
+
+
+# What each `dtype` kind of `check_tensor` accepts, and how its error spells it.
+_DTYPE_KINDS = {
+    "float": ("floating-point values (e.g. torch.float32)", lambda t: t.is_floating_point()),
+    "index": ("integer ids (torch.long or torch.int32)", lambda t: t.dtype in (torch.long, torch.int32)),
+    "integer": (
+        "integer ids (e.g. torch.long)",
+        lambda t: not (t.is_floating_point() or t.is_complex() or t.dtype == torch.bool),
+    ),
+    "mask": ("0/1 flags (torch.bool, an integer or a float dtype)", lambda t: not t.is_complex()),
+}
+
+
+def check_tensor(
+    name: str,
+    tensor: torch.Tensor,
+    layout: str,
+    rank: int | None = None,
+    dtype: str | None = None,
+    device: torch.device | None = None,
+    hint: str = "",
+) -> None:
+    """Check an input tensor's type, rank, dtype, batch and device; reads metadata only (no device sync).
+
+    Args:
+        name: the argument's name, quoted in every error.
+        layout: its expected shape, e.g. "(batch_size, sequence_length)".
+        rank: its number of dimensions, if fixed. Its first dimension (the batch) must not be empty.
+        dtype: the dtype kind it must have: "float", "index" (what `nn.Embedding` takes), "integer" or "mask".
+        device: the device of the weights that consume it; None (or a meta device: weights offloaded or not
+            materialised yet) skips the check.
+        hint: appended to the dtype error (how to convert).
+
+    Raises:
+        TypeError: `tensor` is not a `torch.Tensor`; `InputDtypeError` (also a `ValueError`) for a wrong dtype.
+        ValueError: the wrong number of dimensions, an empty batch, or a device other than `device`.
+    """
     if not isinstance(tensor, torch.Tensor):
         raise TypeError(f"`{name}` must be a torch.Tensor of shape {layout}, got {type(tensor).__name__}.")
-    if tensor.dim() != rank:
+    if rank is not None and tensor.dim() != rank:
         raise ValueError(f"`{name}` must have shape {layout} ({rank} dims), got shape {tuple(tensor.shape)}.")
+    if dtype is not None:
+        expected, accepts = _DTYPE_KINDS[dtype]
+        if not accepts(tensor):
+            message = f"`{name}` must hold {expected}, got dtype {tensor.dtype}."
+            raise InputDtypeError(message + (f" {hint}" if hint else ""))
+    if rank and tensor.shape[0] == 0:
+        raise ValueError(
+            f"`{name}` has batch size 0 (shape {tuple(tensor.shape)}): an empty batch cannot be encoded. Pass at "
+            "least one sample (skip empty batches before calling the model)."
+        )
+    if device is not None and device.type != "meta" and tensor.device != device:
+        raise ValueError(
+            f"`{name}` is on device {tensor.device}, but the model's weights are on {device}. Move the inputs "
+            "to the model's device first, e.g. `batch.to(model.device)`."
+        )
+
+
+def check_rank(name: str, tensor: torch.Tensor, rank: int, layout: str) -> None:
+    """Raise `ValueError` unless `tensor` has `rank` dimensions (`layout` spells them, e.g. "(B, L)")."""
+    check_tensor(name, tensor, layout, rank)
 
 
 def check_finite(name: str, tensor: torch.Tensor) -> None:
@@ -50,6 +109,7 @@ def resolve_padding_mask(
     """
     if mask is None:
         return torch.ones(shape, dtype=torch.bool, device=device)
+    check_tensor(name, mask, f"{tuple(shape)}", dtype="mask", device=device)
     if tuple(mask.shape) != tuple(shape):
         raise ValueError(f"`{name}` must have shape {tuple(shape)}, got {tuple(mask.shape)}.")
     mask = mask.bool()
@@ -80,6 +140,7 @@ def check_token_flags(
         raise ValueError(
             f"`{name}` needs its learned token: build the model with {option}=True ({owner} does)."
         )
+    check_tensor(name, flags, f"{tuple(shape)}", device=token.device)
     if tuple(flags.shape) != tuple(shape) or flags.dtype != torch.bool:
         raise ValueError(
             f"`{name}` must be a bool tensor of shape {tuple(shape)} (one flag per token), got {flags.dtype} "
@@ -392,6 +453,13 @@ class MMFMEncoderPreTrainedModel(PreTrainedModel):
     # Set on a bare encoder by `post_init`: the pattern of checkpoint keys that belong to no module of it.
     foreign_keys_pattern: str | None = None
 
+    def input_device(self) -> torch.device:
+        """The device of the weights that consume the inputs (the input embedding), which inputs must be on.
+
+        Read from that module rather than `self.device`, so a model split over devices (`device_map`) is
+        compared with the right one; a meta device (offloaded weights) makes `check_tensor` skip the check."""
+        return self.get_input_embeddings().weight.device
+
     def post_init(self) -> None:
         super().post_init()
         if not hasattr(self, self.base_model_prefix):
@@ -406,6 +474,7 @@ class MMFMEncoderPreTrainedModel(PreTrainedModel):
 
 __all__ = [
     "MMFMMLP",
+    "InputDtypeError",
     "MMFMAttention",
     "MMFMEncoderPreTrainedModel",
     "MMFMLayer",
@@ -414,6 +483,7 @@ __all__ = [
     "apply_rotary",
     "check_finite",
     "check_rank",
+    "check_tensor",
     "check_token_flags",
     "decoder_config",
     "eager_attention_forward",

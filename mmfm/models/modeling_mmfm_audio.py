@@ -17,7 +17,7 @@ from .mmfm_layers import (
     MMFMEncoderPreTrainedModel,
     MMFMTransformer,
     check_finite,
-    check_rank,
+    check_tensor,
     check_token_flags,
     masked_mean,
     resolve_padding_mask,
@@ -169,7 +169,10 @@ class MMFMAudioModel(MMFMAudioPreTrainedModel):
     def _check_inputs(
         self, input_features: torch.Tensor, attention_mask: torch.Tensor | None
     ) -> torch.Tensor:
-        check_rank("input_features", input_features, 3, "(batch_size, num_frames, num_mel_bins)")
+        check_tensor(
+            "input_features", input_features, "(batch_size, num_frames, num_mel_bins)", 3, "float",
+            self.input_device(), hint="Compute log-mel features with the audio feature extractor.",
+        )  # fmt: skip
         batch, frames, bins = input_features.shape
         if bins != self.config.num_mel_bins:
             raise ValueError(

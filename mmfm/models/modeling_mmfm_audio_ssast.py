@@ -13,6 +13,7 @@ from transformers.utils.generic import can_return_tuple
 
 from .configuration_mmfm_audio import MMFMAudioConfig
 from .configuration_mmfm_common import MMFMObjectiveConfig, require_open_fraction
+from .mmfm_layers import check_tensor
 from .mmfm_losses import info_nce, masked_mse
 from .mmfm_masking import random_masking_with_padding
 from .mmfm_pretraining import MMFMPreTrainingMixin
@@ -121,6 +122,8 @@ class MMFMAudioForSSAST(MMFMPreTrainingMixin, MMFMAudioPreTrainedModel):
                 with the smallest values are masked. Drawn from the global generator if None.
         """
         frame_mask = self.encoder._check_inputs(input_features, attention_mask)
+        if noise is not None:
+            check_tensor("noise", noise, "(batch_size, num_patches)", 2, "float", self.encoder.input_device())
         features, padded_mask = pad_to_patches(
             input_features.float(), frame_mask, self.config.patch_time_size
         )

@@ -20,7 +20,7 @@ from .mmfm_layers import (
     MMFMEncoderPreTrainedModel,
     MMFMTransformer,
     check_finite,
-    check_rank,
+    check_tensor,
     check_token_flags,
     masked_mean,
     resolve_padding_mask,
@@ -262,7 +262,11 @@ class MMFMGraphModel(MMFMGraphPreTrainedModel):
         edge_index: torch.Tensor | None,
         attention_mask: torch.Tensor | None,
     ) -> torch.Tensor:
-        check_rank("node_features", node_features, 3, "(batch_size, num_nodes, node_feature_size)")
+        device = self.input_device()
+        check_tensor(
+            "node_features", node_features, "(batch_size, num_nodes, node_feature_size)", 3, "float", device,
+            hint="Convert integer node attributes with `.float()` (or use the graph processor).",
+        )  # fmt: skip
         batch, nodes, features = node_features.shape
         if features != self.config.node_feature_size:
             raise ValueError(
@@ -278,13 +282,11 @@ class MMFMGraphModel(MMFMGraphPreTrainedModel):
             "attention_mask", attention_mask, (batch, nodes), node_features.device, validate
         )
         if edge_index is not None:
-            check_rank("edge_index", edge_index, 3, "(batch_size, 2, num_edges)")
+            check_tensor("edge_index", edge_index, "(batch_size, 2, num_edges)", 3, "integer", device)
             if edge_index.shape[0] != batch or edge_index.shape[1] != 2:
                 raise ValueError(
                     f"`edge_index` must have shape ({batch}, 2, num_edges), got {tuple(edge_index.shape)}."
                 )
-            if edge_index.is_floating_point():
-                raise ValueError(f"`edge_index` must hold integer node ids, got dtype {edge_index.dtype}.")
             if validate:
                 self._check_edge_range(edge_index, node_mask)
         return node_mask

@@ -15,6 +15,7 @@ from transformers.utils.generic import can_return_tuple
 
 from .configuration_mmfm_common import MMFMObjectiveConfig, require_open_fraction, require_probability
 from .configuration_mmfm_graph import MMFMGraphConfig
+from .mmfm_layers import check_tensor
 from .mmfm_losses import scaled_cosine_error
 from .mmfm_masking import masking_noise, random_masking_over_batch, random_masking_with_padding
 from .mmfm_pretraining import MMFMPreTrainingMixin
@@ -163,6 +164,14 @@ class MMFMGraphForGraphMAE(MMFMPreTrainingMixin, MMFMGraphPreTrainedModel):
                 masked nodes whose features are substituted (their sources come from the global generator).
         """
         node_mask = self.encoder._check_inputs(node_features, edge_index, attention_mask)
+        for name, value in (("noise", noise), ("substitution_noise", substitution_noise)):
+            if value is not None:
+                check_tensor(name, value, "(batch_size, num_nodes)", 2, "float", self.encoder.input_device())
+                if value.shape != node_mask.shape:
+                    raise ValueError(
+                        f"`{name}` must have shape {tuple(node_mask.shape)} (one value per node slot), got "
+                        f"{tuple(value.shape)}."
+                    )
         masked = self._mask(node_mask, noise)
         corrupted, substituted = substitute_features(
             node_features, node_mask, masked, self.objective.replace_rate, substitution_noise

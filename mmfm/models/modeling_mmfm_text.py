@@ -16,7 +16,7 @@ from .configuration_mmfm_text import MMFMTextConfig
 from .mmfm_layers import (
     MMFMEncoderPreTrainedModel,
     MMFMTransformer,
-    check_rank,
+    check_tensor,
     masked_mean,
     resolve_padding_mask,
     rotary_cos_sin,
@@ -102,15 +102,26 @@ class MMFMTextModel(MMFMTextPreTrainedModel):
     ) -> torch.Tensor:
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of `input_ids` (B, L) and `inputs_embeds` (B, L, D).")
+        device = self.input_device()
         if inputs_embeds is not None:
-            check_rank("inputs_embeds", inputs_embeds, 3, "(batch_size, sequence_length, hidden_size)")
+            check_tensor(
+                "inputs_embeds",
+                inputs_embeds,
+                "(batch_size, sequence_length, hidden_size)",
+                3,
+                "float",
+                device,
+            )
             if inputs_embeds.shape[-1] != self.config.hidden_size:
                 raise ValueError(
                     f"`inputs_embeds` has width {inputs_embeds.shape[-1]}, the model's hidden_size is "
                     f"{self.config.hidden_size}."
                 )
         else:
-            check_rank("input_ids", input_ids, 2, "(batch_size, sequence_length)")
+            check_tensor(
+                "input_ids", input_ids, "(batch_size, sequence_length)", 2, "index", device,
+                hint="Token ids come from the tokenizer (`return_tensors='pt'`); cast with `.long()`.",
+            )  # fmt: skip
         batch, length = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
         if length == 0:
             raise ValueError("`input_ids` has sequence length 0: empty text cannot be encoded.")
@@ -128,9 +139,12 @@ class MMFMTextModel(MMFMTextPreTrainedModel):
                     f"`input_ids` must lie in [0, vocab_size={self.config.vocab_size}), got values in "
                     f"[{low}, {high}]. Was the text tokenized with a different tokenizer?"
                 )
-        device = (input_ids if input_ids is not None else inputs_embeds).device
         mask = resolve_padding_mask(
-            "attention_mask", attention_mask, (batch, length), device, self.config.validate_inputs
+            "attention_mask",
+            attention_mask,
+            (batch, length),
+            (input_ids if input_ids is not None else inputs_embeds).device,
+            self.config.validate_inputs,
         )
         return mask.long()
 
@@ -154,7 +168,16 @@ class MMFMTextModel(MMFMTextPreTrainedModel):
                 instead of looking up `input_ids` (prompt tuning, PEFT), as transformers' models take them.
         """
         attention_mask = self._check_inputs(input_ids, attention_mask, inputs_embeds)
-        if position_ids is None:
+        if position_ids is not None:
+            check_tensor(
+                "position_ids", position_ids, "(batch_size, sequence_length)", 2, "index", self.input_device()
+            )
+            if position_ids.shape != attention_mask.shape:
+                raise ValueError(
+                    f"`position_ids` must have the shape of `input_ids` {tuple(attention_mask.shape)}, got "
+                    f"{tuple(position_ids.shape)}."
+                )
+        else:
             position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
         embeddings = self.embeddings(input_ids, position_ids, inputs_embeds)
         rotary = None

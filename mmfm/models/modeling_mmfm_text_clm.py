@@ -112,7 +112,9 @@ class MMFMTextForCausalLM(MMFMPreTrainingMixin, MMFMTextPreTrainedModel, Generat
         valid = (0, self.config.vocab_size) if self.config.validate_inputs else None
         for name, targets in (("labels", labels), ("shift_labels", shift_labels)):
             if targets is not None:
-                check_labels(name, targets, token_shape(input_ids, inputs_embeds), valid)
+                check_labels(
+                    name, targets, token_shape(input_ids, inputs_embeds), valid, self.encoder.input_device()
+                )
         outputs = self.encoder(
             input_ids, attention_mask=attention_mask, position_ids=position_ids, inputs_embeds=inputs_embeds,
             output_hidden_states=output_hidden_states, output_attentions=output_attentions, return_dict=True,

@@ -14,6 +14,7 @@ from transformers.utils.generic import can_return_tuple
 
 from .configuration_mmfm_common import MMFMObjectiveConfig, require_open_fraction
 from .configuration_mmfm_text import MMFMTextConfig
+from .mmfm_layers import check_tensor
 from .mmfm_losses import masked_cross_entropy
 from .mmfm_pretraining import MMFMPreTrainingMixin
 from .modeling_mmfm_text import MMFMTextModel, MMFMTextPreTrainedModel
@@ -91,24 +92,31 @@ class MMFMTextLMHead(nn.Module):
 
 
 def token_shape(input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None) -> tuple[int, int]:
-    """(B, L) of a text batch given as ids or as embeddings."""
-    return tuple((input_ids if input_ids is not None else inputs_embeds).shape[:2])
+    """(B, L) of a text batch given as ids or as embeddings (refusing anything else, naming it, so labels are
+    checked against a real batch; the encoder checks the rest)."""
+    if inputs_embeds is not None:
+        check_tensor("inputs_embeds", inputs_embeds, "(batch_size, sequence_length, hidden_size)", 3)
+        return tuple(inputs_embeds.shape[:2])
+    check_tensor("input_ids", input_ids, "(batch_size, sequence_length)", 2)
+    return tuple(input_ids.shape)
 
 
 def check_labels(
-    name: str, labels: torch.Tensor, shape: tuple[int, int], valid_range: tuple[int, int] | None
+    name: str,
+    labels: torch.Tensor,
+    shape: tuple[int, int],
+    valid_range: tuple[int, int] | None,
+    device: torch.device | None = None,
 ) -> None:
-    """`ValueError` naming `name` unless `labels` is an integer tensor of the batch's (B, L) `shape`, with
-    values -100 or in [low, high) when `valid_range` is given (reads values: one device sync)."""
-    if not isinstance(labels, torch.Tensor):
-        raise TypeError(f"`{name}` must be a torch.Tensor of shape (B, L), got {type(labels).__name__}.")
+    """`ValueError` (`TypeError` for a wrong type or dtype) naming `name` unless `labels` is an integer tensor
+    of the batch's (B, L) `shape` on `device`, with values -100 or in [low, high) when `valid_range` is given
+    (reads values: one device sync)."""
+    check_tensor(name, labels, "(batch_size, sequence_length)", dtype="integer", device=device)
     if tuple(labels.shape) != tuple(shape):
         raise ValueError(
             f"`{name}` must have the shape of `input_ids` {tuple(shape)} (one label per token, "
             f"-100 where no loss is wanted), got shape {tuple(labels.shape)}."
         )
-    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-        raise ValueError(f"`{name}` must hold integer ids (torch.long), got dtype {labels.dtype}.")
     if valid_range is not None:
         low, high = valid_range
         scored = labels[labels != IGNORE_INDEX]
@@ -200,7 +208,9 @@ class MMFMTextForMaskedLM(MMFMPreTrainingMixin, MMFMTextPreTrainedModel):
         """
         if labels is not None:
             valid = (0, self.config.vocab_size) if self.config.validate_inputs else None
-            check_labels("labels", labels, token_shape(input_ids, inputs_embeds), valid)
+            check_labels(
+                "labels", labels, token_shape(input_ids, inputs_embeds), valid, self.encoder.input_device()
+            )
         outputs = self.encoder(
             input_ids, attention_mask=attention_mask, position_ids=position_ids, inputs_embeds=inputs_embeds,
             output_hidden_states=output_hidden_states, output_attentions=output_attentions, return_dict=True,

@@ -135,14 +135,18 @@ class MMFMTextForPreTraining(MMFMPreTrainingMixin, MMFMTextPreTrainedModel):
                 of shape `(B, L, D)`, *optional*, instead of `input_ids`): see [`MMFMTextModel`].
             sparse_prediction (`bool`): with `labels`, project only the scored positions onto the vocabulary.
         """
-        validate = self.config.validate_inputs
+        validate, device = self.config.validate_inputs, self.encoder.input_device()
         if labels is not None:
             vocab = (0, self.config.vocab_size) if validate else None
-            check_labels("labels", labels, token_shape(input_ids, inputs_embeds), vocab)
+            check_labels("labels", labels, token_shape(input_ids, inputs_embeds), vocab, device)
         if substitution_labels is not None:
             binary = (0, 2) if validate else None
             check_labels(
-                "substitution_labels", substitution_labels, token_shape(input_ids, inputs_embeds), binary
+                "substitution_labels",
+                substitution_labels,
+                token_shape(input_ids, inputs_embeds),
+                binary,
+                device,
             )
         outputs = self.encoder(
             input_ids, attention_mask=attention_mask, position_ids=position_ids, inputs_embeds=inputs_embeds,

@@ -14,7 +14,7 @@ from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 
 from .configuration_mmfm_timeseries import MMFMTimeSeriesConfig
-from .mmfm_layers import MMFMEncoderPreTrainedModel, MMFMTransformer, check_finite, check_rank, masked_mean
+from .mmfm_layers import MMFMEncoderPreTrainedModel, MMFMTransformer, check_finite, check_tensor, masked_mean
 
 
 @dataclass
@@ -139,7 +139,11 @@ class MMFMTimeSeriesModel(MMFMTimeSeriesPreTrainedModel):
     def _check_inputs(
         self, past_values: torch.Tensor, past_observed_mask: torch.Tensor | None
     ) -> torch.Tensor:
-        check_rank("past_values", past_values, 3, "(batch_size, context_length, num_channels)")
+        device = self.input_device()
+        check_tensor(
+            "past_values", past_values, "(batch_size, context_length, num_channels)", 3, "float", device,
+            hint="Convert the series with `.float()` (or use the time-series processor).",
+        )  # fmt: skip
         _, length, channels = past_values.shape
         if length != self.config.context_length:
             raise ValueError(
@@ -156,6 +160,8 @@ class MMFMTimeSeriesModel(MMFMTimeSeriesPreTrainedModel):
         if past_observed_mask is None:
             observed = torch.ones_like(past_values)
         else:
+            check_tensor("past_observed_mask", past_observed_mask, "(batch_size, context_length, num_channels)",
+                         dtype="mask", device=past_values.device)  # fmt: skip
             if past_observed_mask.shape != past_values.shape:
                 raise ValueError(
                     f"`past_observed_mask` must have the shape of `past_values` {tuple(past_values.shape)}, "
@@ -189,6 +195,7 @@ class MMFMTimeSeriesModel(MMFMTimeSeriesPreTrainedModel):
         """Zero the values and observed flags of the (B, C, P) `masked_patches` (non-overlapping patches)."""
         batch, _, channels = past_values.shape
         expected = (batch, channels, self.config.num_patches)
+        check_tensor("masked_patches", masked_patches, f"{expected}", device=past_values.device)
         if tuple(masked_patches.shape) != expected or masked_patches.dtype != torch.bool:
             raise ValueError(
                 f"`masked_patches` must be a bool tensor of shape {expected} (one flag per channel and patch), "

@@ -110,8 +110,8 @@ class MMFMTimeSeriesForNextPatchPrediction(MMFMPreTrainingMixin, MMFMTimeSeriesP
         step predicts one patch from the last `context_length` steps and slides the window forward."""
         if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
             raise ValueError(f"`horizon` must be a positive integer, got {horizon!r}.")
-        values = past_values.float()
         observed = self.encoder._check_inputs(past_values, past_observed_mask).float()
+        values = past_values.float()
         length = self.config.patch_length
         produced = []
         while sum(p.shape[1] for p in produced) < horizon:

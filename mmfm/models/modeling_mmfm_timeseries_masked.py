@@ -13,6 +13,7 @@ from transformers.utils.generic import can_return_tuple
 
 from .configuration_mmfm_common import MMFMObjectiveConfig, require_open_fraction
 from .configuration_mmfm_timeseries import MMFMTimeSeriesConfig
+from .mmfm_layers import check_tensor
 from .mmfm_losses import masked_mse
 from .mmfm_masking import random_masking_with_padding
 from .mmfm_pretraining import MMFMPreTrainingMixin
@@ -116,6 +117,10 @@ class MMFMTimeSeriesForMaskedPatchModeling(MMFMPreTrainingMixin, MMFMTimeSeriesP
         observed = self.encoder._check_inputs(past_values, past_observed_mask)
         batch, _, channels = past_values.shape
         patches = self.config.num_patches
+        if noise is not None:
+            check_tensor(
+                "noise", noise, "(batch_size, num_channels, num_patches)", 3, "float", past_values.device
+            )
         if noise is not None and tuple(noise.shape) != (batch, channels, patches):
             raise ValueError(
                 f"`noise` must have shape ({batch}, {channels}, {patches}), got {tuple(noise.shape)}."

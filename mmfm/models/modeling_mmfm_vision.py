@@ -17,7 +17,7 @@ from .mmfm_layers import (
     MMFMEncoderPreTrainedModel,
     MMFMTransformer,
     check_finite,
-    check_rank,
+    check_tensor,
     check_token_flags,
     sincos_embedding_2d,
 )
@@ -145,7 +145,11 @@ class MMFMVisionModel(MMFMVisionPreTrainedModel):
         return pixel_values.shape[-2] // patch, pixel_values.shape[-1] // patch
 
     def _check_inputs(self, pixel_values: torch.Tensor, visible_indices: torch.Tensor | None) -> None:
-        check_rank("pixel_values", pixel_values, 4, "(batch_size, num_channels, height, width)")
+        device = self.input_device()
+        check_tensor(
+            "pixel_values", pixel_values, "(batch_size, num_channels, height, width)", 4, "float", device,
+            hint="Run images through the image processor, which rescales and normalises them to float32.",
+        )  # fmt: skip
         _, channels, height, width = pixel_values.shape
         patch = self.config.patch_size
         if channels != self.config.num_channels:
@@ -166,7 +170,9 @@ class MMFMVisionModel(MMFMVisionPreTrainedModel):
         if self.config.validate_inputs:
             check_finite("pixel_values", pixel_values)
         if visible_indices is not None:
-            check_rank("visible_indices", visible_indices, 2, "(batch_size, num_visible_patches)")
+            check_tensor(
+                "visible_indices", visible_indices, "(batch_size, num_visible_patches)", 2, "index", device
+            )
             num_patches = (height // patch) * (width // patch)
             if visible_indices.shape[0] != pixel_values.shape[0]:
                 raise ValueError(

@@ -14,7 +14,7 @@ from transformers.utils.generic import can_return_tuple
 
 from .configuration_mmfm_common import MMFMObjectiveConfig, check_decoder_sizes, require_open_fraction
 from .configuration_mmfm_vision import MMFMVisionConfig
-from .mmfm_layers import MMFMTransformer, decoder_config
+from .mmfm_layers import MMFMTransformer, check_tensor, decoder_config
 from .mmfm_losses import soft_cross_entropy
 from .mmfm_masking import random_masking
 from .mmfm_pretraining import MMFMPreTrainingMixin
@@ -147,6 +147,12 @@ class MMFMVisionForDropPos(MMFMPreTrainingMixin, MMFMVisionPreTrainedModel):
                 `pretraining_config.position_smoothing_sigma` to 0); defaults to that value.
         """
         self.encoder._check_inputs(pixel_values, None)
+        for name, value, layout in (
+            ("noise", noise, "(batch_size, num_patches)"),
+            ("position_noise", position_noise, "(batch_size, num_visible_patches)"),
+        ):
+            if value is not None:
+                check_tensor(name, value, layout, 2, "float", self.encoder.input_device())
         grid = self.encoder.grid_size(pixel_values)
         if grid[0] * grid[1] != self.config.num_patches:
             raise ValueError(
@@ -158,6 +164,11 @@ class MMFMVisionForDropPos(MMFMPreTrainingMixin, MMFMVisionPreTrainedModel):
         visible, mask, _ = random_masking(
             batch, self.config.num_patches, self.objective.mask_ratio, pixel_values.device, noise=noise
         )
+        if position_noise is not None and tuple(position_noise.shape) != (batch, visible.shape[1]):
+            raise ValueError(
+                f"`position_noise` must have shape ({batch}, {visible.shape[1]}) (one value per visible patch), "
+                f"got {tuple(position_noise.shape)}."
+            )
         _, dropped, _ = random_masking(
             batch,
             visible.shape[1],

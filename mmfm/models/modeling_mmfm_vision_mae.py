@@ -14,7 +14,7 @@ from transformers.utils.generic import can_return_tuple
 
 from .configuration_mmfm_common import MMFMObjectiveConfig, check_decoder_sizes, require_open_fraction
 from .configuration_mmfm_vision import MMFMVisionConfig
-from .mmfm_layers import MMFMTransformer, decoder_config, sincos_embedding_2d
+from .mmfm_layers import MMFMTransformer, check_tensor, decoder_config, sincos_embedding_2d
 from .mmfm_losses import masked_mse, normalize_patch_targets
 from .mmfm_masking import random_masking
 from .mmfm_pretraining import MMFMPreTrainingMixin
@@ -124,6 +124,8 @@ class MMFMVisionForMAE(MMFMPreTrainingMixin, MMFMVisionPreTrainedModel):
                 smallest values stay visible. Drawn from the global generator when not given.
         """
         self.encoder._check_inputs(pixel_values, None)
+        if noise is not None:
+            check_tensor("noise", noise, "(batch_size, num_patches)", 2, "float", self.encoder.input_device())
         grid = self.encoder.grid_size(pixel_values)
         visible, mask, restore = random_masking(
             pixel_values.shape[0],

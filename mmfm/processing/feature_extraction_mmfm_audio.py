@@ -244,6 +244,11 @@ class MMFMAudioFeatureExtractor(SequenceFeatureExtractor):
                 f"`{type(self).__name__}()`. Failing to do so can result in silent errors that might be hard "
                 "to debug."
             )
+        elif isinstance(sampling_rate, bool) or not isinstance(sampling_rate, int | float | np.number):
+            raise TypeError(
+                f"`sampling_rate` must be a number of samples per second (an int, e.g. {self.sampling_rate}), got "
+                f"{describe(sampling_rate)}."
+            )
         elif sampling_rate != self.sampling_rate:
             raise ValueError(
                 f"`sampling_rate` is {sampling_rate} Hz but this feature extractor expects "

@@ -19,6 +19,7 @@ from transformers import AutoTokenizer, BatchFeature, PreTrainedConfig, PreTrain
 
 from ..modalities import get_modality, modality_of_config, modality_specs
 from ..models import MMFMConfig
+from .validation import describe
 
 PROCESSOR_INDEX_NAME = "mmfm_processor.json"
 PREPROCESSOR_CONFIG_NAME = "preprocessor_config.json"
@@ -88,7 +89,13 @@ class MMFMProcessor:
             if data is None:
                 continue
             processor = self._processor_for(modality)
-            kwargs = {"return_tensors": return_tensors, **(inputs.get(f"{modality}_kwargs") or {})}
+            options = inputs.get(f"{modality}_kwargs") or {}
+            if not isinstance(options, dict):
+                raise TypeError(
+                    f"`{modality}_kwargs` must be a dict of {type(processor).__name__} options (e.g. "
+                    f"{{'return_attention_mask': True}}), got {describe(options)}."
+                )
+            kwargs = {"return_tensors": return_tensors, **options}
             if spec.tokenized:
                 batch[modality] = self._tokenize(processor, data, kwargs)
             else:
@@ -104,8 +111,14 @@ class MMFMProcessor:
         """Tokenize with padding; reject empty texts and, unless truncation is asked for, overlong ones."""
         if isinstance(texts, str):
             texts = [texts]
-        if not isinstance(texts, (list, tuple)) or not all(isinstance(t, str) for t in texts):
-            raise TypeError("`text` must be a string or a list of strings.")
+        if not isinstance(texts, (list, tuple)):
+            raise TypeError(f"`text` must be a string or a list of strings, got {describe(texts)}.")
+        wrong = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+        if wrong:
+            raise TypeError(
+                f"`text` must be a string or a list of strings, but `text[{wrong[0]}]` is "
+                f"{describe(texts[wrong[0]])}."
+            )
         if not texts:
             raise ValueError("`text` is an empty list; pass at least one string.")
         empty = [i for i, t in enumerate(texts) if not t.strip()]

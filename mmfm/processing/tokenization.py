@@ -58,6 +58,12 @@ def train_tokenizer(
     Returns:
         A `PreTrainedTokenizerFast` with `[PAD]`, `[UNK]`, `[CLS]`, `[SEP]` and `[MASK]` special tokens.
     """
+    if isinstance(texts, str | bytes):
+        # A string is an iterable of characters: training on it would silently learn a character vocabulary.
+        raise TypeError(
+            f"`texts` must be an iterable of strings (one document per item), got a single {type(texts).__name__}; "
+            "wrap it in a list."
+        )
     if model not in TOKENIZER_MODELS:
         raise ValueError(f"`model` must be one of {TOKENIZER_MODELS}, got {model!r}.")
     specials = list(SPECIAL_TOKENS.values())

@@ -93,6 +93,8 @@ def to_numpy(value: Any, field: str, kinds: str = "iuf") -> np.ndarray:
         TypeError: `value` is not array-like, or its dtype kind is not in `kinds`.
         ValueError: a nested list is ragged (its rows have different lengths).
     """
+    if isinstance(value, torch.Tensor) and value.device.type == "meta":
+        raise ValueError(f"`{field}` is a tensor on the meta device (it holds no data): pass real values.")
     if isinstance(value, torch.Tensor):
         array = value.detach().cpu().numpy() if value.dtype != torch.bfloat16 else value.float().cpu().numpy()
     elif isinstance(value, np.ndarray):

@@ -11,6 +11,7 @@ from .checkpointing import complete_checkpoints, load_checkpoint, save_checkpoin
 from .config import RunConfig, load_config, parse_command_line
 from .evaluation import evaluate_exports
 from .export import export_models
+from .run_folder import RunFolder, prepare_output_dir
 from .setup import (
     MultiTaskModel,
     Task,
@@ -19,7 +20,6 @@ from .setup import (
     build_scheduler,
     build_tasks,
     combine_models,
-    prepare_output_dir,
 )
 from .trainer import NonFiniteLossError, Trainer
 
@@ -27,6 +27,7 @@ __all__ = [
     "MultiTaskModel",
     "NonFiniteLossError",
     "RunConfig",
+    "RunFolder",
     "Task",
     "Trainer",
     "build_accelerator",

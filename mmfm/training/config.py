@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -64,7 +66,16 @@ class DataSection:
         packing: text: concatenate tokenized texts and cut them into blocks of exactly `max_length`
             tokens (no padding, as in transformers' `run_mlm`/`run_clm` `group_texts`).
         num_workers: DataLoader worker processes per training process.
-        on_bad_sample: `skip` (drop a row that cannot be processed, count it, warn) or `raise`.
+        on_bad_sample: `skip` (drop a row that cannot be processed, count it, warn) or `raise` (stop at
+            the first, naming it). Bad rows are rows the processor refuses (corrupt or missing images,
+            undecodable audio, empty texts, ...) and lines of JSON-lines files that are no JSON object
+            (invalid JSON, bytes that are not UTF-8); they count in `skipped_samples`.
+        max_bad_rows_in_a_row: with `skip`, the run stops (naming the rows, columns, values and errors)
+            after more than this many bad rows in a row (counted by batches: one usable row ends a run), or
+            bad lines in a row of a JSON-lines file.
+        max_bad_rows: with `skip`, the run stops after more than this many bad rows in one pass over the
+            task's data on one process (each epoch sees the same bad rows again), or bad lines in the
+            JSON-lines files.
         include: keep only rows whose column holds one of the listed values, e.g.
             `{dataset: [GunPoint, ArrowHead]}` to train on some of the demo UCR sets.
     """
@@ -79,6 +90,8 @@ class DataSection:
     packing: bool = True
     num_workers: int = 0
     on_bad_sample: Literal["skip", "raise"] = "skip"
+    max_bad_rows_in_a_row: int = 100
+    max_bad_rows: int = 1000
     include: dict[str, list[Any]] = field(default_factory=dict)
 
 
@@ -152,12 +165,14 @@ class TrainingSection:
         learning_rate, weight_decay, adam_beta1, adam_beta2, adam_epsilon: AdamW; weight decay applies
             to matrices only (biases, norms and other vectors are not decayed).
         lr_scheduler: `cosine`, `linear` or `constant` after `warmup_ratio` x `max_steps` warmup steps.
-        max_grad_norm: clip the global gradient norm to this; null turns clipping off.
-        mixed_precision: `no`, `bf16` or `fp16` (Accelerate autocast).
+        max_grad_norm: clip the global gradient norm to this; null turns clipping off (the norm is still
+            measured: a NaN/Inf norm skips the step like a NaN/Inf loss).
+        mixed_precision: `no`, `bf16` or `fp16` (Accelerate autocast; fp16 needs a GPU).
         gradient_checkpointing: recompute activations in backward to save memory.
         torch_compile: compile the model with `torch.compile` (inductor).
         attn_implementation: `sdpa`, `eager` or `flash_attention_2`.
-        max_nonfinite_steps: a NaN/Inf loss skips its step; more than this many skipped steps stop the run.
+        max_nonfinite_steps: a NaN/Inf loss or gradient norm skips its step; more than this many skipped
+            steps stop the run.
         deterministic: `torch.use_deterministic_algorithms(True)` (slower; for exact reproduction).
     """
 
@@ -182,13 +197,14 @@ class TrainingSection:
 
 @dataclass
 class CheckpointSection:
-    """Periodic checkpoints (`accelerator.save_state`) under `<output_dir>/checkpoints/step_XXXXXXXX`.
+    """Periodic checkpoints (`accelerator.save_state` plus a manifest of sizes and checksums) under
+    `<output_dir>/checkpoints/step_XXXXXXXX`.
 
     Attributes:
         save_every: steps between checkpoints (0: only at the end).
         keep_last: complete checkpoints kept; older ones are deleted.
-        resume: `auto` (continue from the newest complete checkpoint in `output_dir`, if any), `none`, or
-            the path of a checkpoint folder.
+        resume: `auto` (continue from the newest intact checkpoint in `output_dir`, if any; damaged newer
+            ones are skipped with a warning), `none`, or the path of a checkpoint folder.
     """
 
     save_every: int = 100
@@ -219,7 +235,8 @@ class RunConfig:
     Attributes:
         output_dir: the run folder: checkpoints, logs, `metrics.json`, `loss.png`, the exported `model/`.
         seed: seeds Python, NumPy and torch on every process, the data order and the masks.
-        overwrite_output_dir: delete an existing run in `output_dir` instead of refusing to start.
+        overwrite_output_dir: delete an existing run in `output_dir` instead of refusing to start (only a
+            folder mmfm created, never one another live run holds).
     """
 
     output_dir: str = "outputs/default"
@@ -234,6 +251,34 @@ class RunConfig:
 # ---------------------------------------------------------------------------------------------- parsing
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (plain YAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None,
+                    f"key {key!r} is given twice (first on line {seen[key]}); keep one", key_node.start_mark,
+                )  # fmt: skip
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(text: str, source: str) -> Any:
+    """`text` parsed as YAML (duplicate keys refused); errors name `source`, the line and the column."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: plain data only
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise ValueError(f"{source}{where}: not valid YAML ({problem}).") from None
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """`"training.max_steps=10"` -> (["training", "max_steps"], 10); the value is read as YAML."""
     key, sep, value = text.partition("=")
@@ -242,7 +287,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     path = key.strip().split(".")
     if any(not part for part in path):
         raise ValueError(f"Override key {key!r} has an empty part; keys look like `training.max_steps`.")
-    return path, yaml.safe_load(value) if value.strip() else None
+    return path, read_yaml(value, f"override {text!r}") if value.strip() else None
 
 
 def apply_override(tree: dict, path: list[str], value: Any) -> None:
@@ -272,7 +317,11 @@ def load_config(
     if source is not None:
         if not source.is_file():
             raise FileNotFoundError(f"Config file {str(source)!r} does not exist.")
-        tree = yaml.safe_load(source.read_text()) or {}
+        try:
+            text = source.read_text()
+        except UnicodeDecodeError as err:
+            raise ValueError(f"Config file {str(source)!r} is not UTF-8 text ({err}).") from None
+        tree = read_yaml(text, f"Config file {str(source)!r}") or {}
         if not isinstance(tree, dict):
             raise ValueError(
                 f"{source} must hold a YAML mapping at the top level, got {type(tree).__name__}."
@@ -334,13 +383,15 @@ def check_value(hint: Any, value: Any, where: str) -> Any:
         return [check_value(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
     if hint is Any:
         return value
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if hint is float and isinstance(value, str):
+    if hint is float and isinstance(value, (int, float, str)) and not isinstance(value, bool):
         try:  # YAML 1.1 reads `1e-4` (no dot) as a string
-            return float(value)
+            number = float(value)
         except ValueError:
-            pass
+            number = None
+        if number is not None:
+            if not math.isfinite(number):
+                raise ValueError(f"`{where}` must be a finite number, got {value!r}.")
+            return number
     if hint is str and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
@@ -356,9 +407,10 @@ def check_run(config: RunConfig) -> None:
         )
     for name, task in config.tasks.items():
         where = f"tasks.{name}"
-        if name in ("", ".", "..") or "/" in name or "\\" in name:
+        if not TASK_NAME.fullmatch(name) or name in (".", ".."):
             raise ValueError(
-                f"Task name {name!r} must be a plain folder name (its model is exported to model/<name>)."
+                f"Task name {name!r} must be a plain folder name of letters, digits, `_`, `-` and `.` (its model "
+                "is exported to model/<name>), e.g. `mlm` or `vision_mae`."
             )
         if not task.weight > 0:
             raise ValueError(f"`{where}.weight` must be > 0, got {task.weight}.")
@@ -382,13 +434,23 @@ def check_run(config: RunConfig) -> None:
                 raise ValueError(
                     f"`{where}.evaluation[{i}].probes` is empty: list knn, linear_probe or ridge."
                 )
-        _require_positive(task.data, where + ".data", "max_length", "shuffle_buffer")
+        _require_positive(
+            task.data, where + ".data", "max_length", "shuffle_buffer", "max_bad_rows_in_a_row",
+            "max_bad_rows",
+        )  # fmt: skip
         _require_non_negative(task.data, where + ".data", "num_workers")
     _require_positive(
         config.training, "training", "max_steps", "per_device_batch_size", "gradient_accumulation_steps",
         "learning_rate", "max_nonfinite_steps",
     )  # fmt: skip
-    _require_non_negative(config.training, "training", "weight_decay", "adam_epsilon")
+    _require_non_negative(config.training, "training", "weight_decay")
+    _require_positive(config.training, "training", "adam_epsilon")
+    for name in ("adam_beta1", "adam_beta2"):
+        value = getattr(config.training, name)
+        if not 0 <= value < 1:
+            raise ValueError(
+                f"`training.{name}` must be in [0, 1), got {value} (AdamW's default: 0.9 and 0.999)."
+            )
     if not 0 <= config.training.warmup_ratio < 1:
         raise ValueError(f"`training.warmup_ratio` must be in [0, 1), got {config.training.warmup_ratio}.")
     if config.training.max_grad_norm is not None and config.training.max_grad_norm <= 0:
@@ -396,6 +458,29 @@ def check_run(config: RunConfig) -> None:
     _require_non_negative(config.checkpointing, "checkpointing", "save_every")
     _require_positive(config.checkpointing, "checkpointing", "keep_last")
     _require_positive(config.logging, "logging", "log_every")
+    check_trackers(config.logging.report_to)
+
+
+def check_trackers(report_to: list[str]) -> None:
+    """Every tracker named in `logging.report_to` is one Accelerate knows and is installed (Accelerate
+    would drop a missing one silently and the run would log nowhere)."""
+    from accelerate.tracking import get_available_trackers
+    from accelerate.utils import LoggerType
+
+    known = {t.value for t in LoggerType}
+    available = {str(getattr(t, "value", t)) for t in get_available_trackers()}
+    for name in report_to:
+        if name == "none":
+            continue
+        if name not in known:
+            raise ValueError(
+                f"`logging.report_to` names {name!r}, not a tracker; choose from {sorted(known)} or []."
+            )
+        if name != "all" and name not in available:
+            raise ValueError(
+                f"`logging.report_to` names {name!r}, which is not installed (installed trackers: "
+                f"{sorted(available) or 'none'}). `pip install {name}`, or drop it from `logging.report_to`."
+            )
 
 
 def _check_objective(task: TaskSection, where: str) -> None:
@@ -414,6 +499,8 @@ def _check_objective(task: TaskSection, where: str) -> None:
     else:
         check_model_section(task, where)
 
+
+TASK_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 # Encoder fields that record pretraining: set by the objective's model, never by a run's `model.config`.
 OBJECTIVE_FIELDS = ("pretraining_objective", "pretraining_config")

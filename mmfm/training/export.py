@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import broadcast_object_list
 
 from .setup import Task
 
@@ -40,18 +41,50 @@ def export_models(
     else:
         state = accelerator.get_state_dict(model)
     targets = {name: folder if len(tasks) == 1 else folder / name for name in tasks}
+    # The main process writes; its verdict is shared so that every process raises the same error.
+    verdict: list[str | None] = [None]
     if accelerator.is_main_process:
-        for name, task in tasks.items():
-            prefix = "" if len(tasks) == 1 else f"models.{name}."
-            own = {key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)}
-            # DeepSpeed gathers tied weights as separate tensors; keep one copy (the model re-ties on load).
-            for tied in getattr(task.model, "all_tied_weights_keys", None) or {}:
-                own.pop(tied, None)
-            task.model.save_pretrained(targets[name], state_dict=own, safe_serialization=True)
-            task.processor.save_pretrained(targets[name])
-            logger.info("Exported %s to %s", name, targets[name])
+        try:
+            _check_finite(state)
+            _save(tasks, state, targets)
+        except ValueError as err:
+            verdict[0] = str(err)
+        except OSError as err:
+            verdict[0] = (
+                f"Could not write the exported model under {folder} ({type(err).__name__}: {err}). The run's "
+                "final checkpoint is intact: free disk space and run the same command, which exports it again."
+            )
+    if accelerator.num_processes > 1:
+        broadcast_object_list(verdict)
+    if verdict[0] is not None:
+        raise ValueError(verdict[0])
     accelerator.wait_for_everyone()
     return {name: str(path) for name, path in targets.items()}
+
+
+def _check_finite(state: dict[str, torch.Tensor]) -> None:
+    """Refuse to publish NaN/Inf weights (a diverged run whose last steps were not all caught)."""
+    bad = [
+        name for name, value in state.items() if value.is_floating_point() and not torch.isfinite(value).all()
+    ]
+    if bad:
+        raise ValueError(
+            f"Refusing to export: {len(bad)} weight tensor(s) hold NaN or Inf (e.g. {bad[:3]}). The run diverged; "
+            "continue from an earlier checkpoint (`checkpointing.resume=<output_dir>/checkpoints/step_...`) with a "
+            "lower `training.learning_rate`, `training.max_grad_norm` on, or bf16 instead of fp16."
+        )
+
+
+def _save(tasks: dict[str, Task], state: dict[str, torch.Tensor], targets: dict[str, Path]) -> None:
+    for name, task in tasks.items():
+        prefix = "" if len(tasks) == 1 else f"models.{name}."
+        own = {key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)}
+        # DeepSpeed gathers tied weights as separate tensors; keep one copy (the model re-ties on load).
+        for tied in getattr(task.model, "all_tied_weights_keys", None) or {}:
+            own.pop(tied, None)
+        task.model.save_pretrained(targets[name], state_dict=own, safe_serialization=True)
+        task.processor.save_pretrained(targets[name])
+        logger.info("Exported %s to %s", name, targets[name])
 
 
 def _deepspeed_fp32_state(checkpoint: Path) -> dict[str, torch.Tensor]:

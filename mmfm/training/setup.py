@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from accelerate import Accelerator
 from accelerate.utils import (
     DistributedDataParallelKwargs,
@@ -24,18 +21,13 @@ from accelerate.utils import (
 )
 from transformers import PreTrainedModel, get_scheduler
 
-from ..data import BatchStream, RowCollator, first_row, load_rows, pack_texts
+from ..data import BadRowLimits, BatchStream, RowCollator, first_row, load_rows, pack_texts
 from ..objectives import Objective, get_objective
 from ..processing import MMFMProcessor
-from .checkpointing import complete_checkpoints
 from .config import RunConfig, TaskSection, TrainingSection, flatten, to_dict
 from .tasks import build_model, forward_input_names, load_tokenizer
 
 logger = logging.getLogger(__name__)
-
-RUN_FILE = "run_config.yaml"
-# Fields that may change when a run is continued (longer, with other logging or checkpoint settings).
-CONTINUABLE = ("output_dir", "overwrite_output_dir", "training.max_steps", "checkpointing.", "logging.")
 
 
 # ---------------------------------------------------------------------------------------------- accelerator
@@ -45,6 +37,12 @@ def build_accelerator(config: RunConfig) -> Accelerator:
     """An Accelerator for the run: CPU (gloo) when there is no GPU, DDP that tolerates parameters a step
     does not use (multi-task runs train one task per step), TensorBoard under `<output_dir>/logs`."""
     no_gpu = not torch.cuda.is_available()
+    if config.training.mixed_precision == "fp16" and no_gpu and not _has_other_accelerator():
+        # Accelerate would accept it and train in float32 while the run's metrics say fp16.
+        raise ValueError(
+            "`training.mixed_precision` = fp16 needs a GPU, and this machine has none (Accelerate would silently "
+            "train in float32). Use `training.mixed_precision=bf16` (CPU autocast) or `no`."
+        )
     deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
     handlers: list[Any] = []
     if no_gpu and int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -73,6 +71,13 @@ def build_accelerator(config: RunConfig) -> Accelerator:
     return accelerator
 
 
+def _has_other_accelerator() -> bool:
+    """An accelerator other than CUDA that runs fp16 autocast (Intel XPU, Ascend NPU, Apple MPS, ...)."""
+    from accelerate.utils import is_mlu_available, is_mps_available, is_npu_available, is_xpu_available
+
+    return any(check() for check in (is_xpu_available, is_npu_available, is_mlu_available, is_mps_available))
+
+
 def _fill_deepspeed_config(accelerator: Accelerator, training: TrainingSection) -> None:
     """Values Accelerate would take from a prepared DataLoader or its own config: the recipe batches
     itself (per task), so it fills them from the run config."""
@@ -85,56 +90,6 @@ def _fill_deepspeed_config(accelerator: Accelerator, training: TrainingSection) 
         )
     if ds_config.get("gradient_clipping", "auto") == "auto":
         ds_config["gradient_clipping"] = training.max_grad_norm or 0.0
-
-
-# ---------------------------------------------------------------------------------------------- run folder
-
-
-def prepare_output_dir(config: RunConfig, accelerator: Accelerator) -> None:
-    """Refuse to mix runs: `output_dir` must be new, or hold this same run (which then continues).
-
-    Raises:
-        ValueError: the folder holds a different run (the differing fields are listed), files that are no
-            mmfm run, or checkpoints of this run while `checkpointing.resume` is `none`.
-    """
-    out = Path(config.output_dir)
-    if config.overwrite_output_dir and out.exists() and accelerator.is_main_process:
-        shutil.rmtree(out)
-    accelerator.wait_for_everyone()
-    current = to_dict(config)
-    run_file = out / RUN_FILE
-    if run_file.is_file():
-        differing = _run_differences(yaml.safe_load(run_file.read_text()) or {}, current)
-        if differing:
-            raise ValueError(
-                f"`output_dir` {out} holds a different run (fields that differ: {differing}). Choose another "
-                "`output_dir`, or set `overwrite_output_dir=true` to delete that run."
-            )
-        if config.checkpointing.resume == "none" and complete_checkpoints(out / "checkpoints"):
-            raise ValueError(
-                f"`output_dir` {out} holds checkpoints of this run but `checkpointing.resume` is none: set "
-                "`checkpointing.resume=auto` to continue it or `overwrite_output_dir=true` to start over."
-            )
-    elif out.is_dir() and any(out.iterdir()):
-        raise ValueError(
-            f"`output_dir` {out} is not empty and holds no mmfm run ({RUN_FILE} is missing). Choose an empty "
-            "or new folder, or set `overwrite_output_dir=true` to delete its contents."
-        )
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        run_file.write_text(yaml.safe_dump(current, sort_keys=False))
-    accelerator.wait_for_everyone()
-
-
-def _run_differences(saved: dict, current: dict) -> list[str]:
-    saved_flat, current_flat = flatten(saved), flatten(current)
-    keys = sorted(set(saved_flat) | set(current_flat))
-    return [
-        k for k in keys
-        if saved_flat.get(k) != current_flat.get(k) and not any(k == c or k.startswith(c) for c in CONTINUABLE)
-        and not k.endswith(".data.num_workers")
-    ]  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------- tasks
@@ -191,7 +146,7 @@ def build_tasks(config: RunConfig, accelerator: Accelerator) -> dict[str, Task]:
             rows = load_rows(
                 data.source, spec, f"{where}.data", subsets=data.subsets, format=data.format,
                 streaming=data.streaming, include=data.include, text_column=data.text_column,
-                num_shards=data.num_workers,
+                num_shards=data.num_workers, limits=BadRowLimits.of(data, f"{where}.data"),
             )  # fmt: skip
             first = first_row(rows)
             if spec.tokenized and data.packing:
@@ -293,6 +248,5 @@ __all__ = [
     "build_scheduler",
     "build_tasks",
     "combine_models",
-    "prepare_output_dir",
     "tracker_config",
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import re
 from pathlib import Path
 
 import torch
@@ -74,11 +75,64 @@ def build_model(
     objective = get_objective(task.objective)
     if task.model.init_from:
         check_saved_model(objective, task.model.init_from, where)
-        return objective.model_class.from_pretrained(
-            task.model.init_from, attn_implementation=attn_implementation
+        # transformers only warns about weights that do not fit and starts them from random values; with
+        # `ignore_mismatched_sizes` a wrong shape is reported like a missing key, so all three are refused here.
+        model, loading_info = objective.model_class.from_pretrained(
+            task.model.init_from,
+            attn_implementation=attn_implementation,
+            output_loading_info=True,
+            ignore_mismatched_sizes=True,
         )
+        check_loaded_weights(model, loading_info, task.model.init_from, f"{where}.model.init_from")
+        return model
     config = build_model_config(task, where, tokenizer, data_fields)
     return objective.model_class._from_config(config, attn_implementation=attn_implementation)
+
+
+def check_loaded_weights(model: PreTrainedModel, loading_info: dict, folder: str, field: str) -> None:
+    """Refuse a saved model whose weights do not fit its config (`from_pretrained`'s `loading_info`).
+
+    Accepted: every weight loads, or the folder holds a bare encoder (an export, or an encoder never
+    pretrained), whose objective heads (every weight outside the encoder, plus the encoder's
+    objective-only tokens, which its class lists in `_keys_to_ignore_on_load_unexpected`) start fresh.
+
+    Raises:
+        ValueError: encoder weights missing, unexpected weights, weights of another shape, or only part of
+            the heads saved; the message counts each kind with examples and says how to fix it.
+    """
+    prefix = f"{model.base_model_prefix}."
+    optional = [re.compile(p) for p in type(model.base_model)._keys_to_ignore_on_load_unexpected or ()]
+
+    def in_encoder(key: str) -> bool:
+        return key.startswith(prefix) and not any(p.search(key) for p in optional)
+
+    missing = set(loading_info["missing_keys"])
+    heads = {key for key in model.state_dict() if not in_encoder(key)} - set(model._tied_weights_keys or {})
+    missing_heads = missing - {key for key in missing if in_encoder(key)}
+    problems = {
+        "encoder weight(s) missing": sorted(key for key in missing if in_encoder(key)),
+        "unexpected weight(s)": sorted(loading_info["unexpected_keys"]),
+        "weight(s) of another shape": [
+            f"{key} (saved {tuple(saved)}, model {tuple(expected)})"
+            for key, saved, expected in sorted(loading_info["mismatched_keys"])
+        ],
+        # A bare encoder lacks every head weight; a checkpoint with only some of them is another model's.
+        "head weight(s) missing while others were saved": (
+            sorted(missing_heads) if missing_heads and missing_heads != heads else []
+        ),
+    }
+    found = "; ".join(f"{len(keys)} {what} (e.g. {keys[:3]})" for what, keys in problems.items() if keys)
+    if found:
+        raise ValueError(
+            f"`{field}` = {str(folder)!r}: its weights do not fit its config.json ({type(model.config).__name__}, "
+            f"built as {type(model).__name__}): {found}. Loading it would start those weights from random "
+            "values. Point init_from at the folder the weights were saved with (config.json and model.safetensors "
+            "from the same `save_pretrained`), or leave init_from empty to start a new model."
+        )
+    if missing_heads:
+        logger.info(
+            f"`{field}` holds a bare encoder: the {len(missing_heads)} head weight(s) start from random values."
+        )
 
 
 def forward_input_names(model: torch.nn.Module) -> set[str]:
@@ -91,6 +145,7 @@ def forward_input_names(model: torch.nn.Module) -> set[str]:
 __all__ = [
     "build_model",
     "build_model_config",
+    "check_loaded_weights",
     "forward_input_names",
     "load_tokenizer",
 ]

@@ -11,29 +11,26 @@ import inspect
 import json
 import logging
 import math
-import signal
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedType
+from accelerate.utils import DistributedType, gather_object
 from tqdm.auto import tqdm
 
-from .checkpointing import checkpoint_name, complete_checkpoints, load_checkpoint, save_checkpoint
+from ..data import BadRowCounter, BadRowLimits
+from .checkpointing import checkpoint_name, load_checkpoint, newest_intact_checkpoint, save_checkpoint
 from .config import RunConfig
 from .export import export_models
 from .metrics import ThroughputMeter, count_flops, peak_flops_per_second, peak_memory_bytes
 from .plots import plot_loss_curve
+from .run_folder import RunFolder, run_config_text
 from .setup import Task, tracker_config
+from .signals import STOP, STOP_SIGNALS
 
 logger = logging.getLogger(__name__)
-
-
-# Consecutive batches whose every row was refused before a run stops instead of spinning.
-MAX_EMPTY_BATCHES = 100
 
 
 class NonFiniteLossError(RuntimeError):
@@ -51,24 +48,33 @@ class Trainer:
     """
 
     def __init__(
-        self, config: RunConfig, accelerator: Accelerator, tasks: dict[str, Task], model, optimizer, scheduler
-    ):
+        self, config: RunConfig, accelerator: Accelerator, tasks: dict[str, Task], model, optimizer, scheduler,
+        run_folder: RunFolder | None = None,
+    ):  # fmt: skip
         self.config, self.accelerator, self.tasks = config, accelerator, tasks
+        self.run_folder = run_folder
         self.output_dir = Path(config.output_dir)
         self.multi_task = len(tasks) > 1
         self.deepspeed = accelerator.distributed_type == DistributedType.DEEPSPEED
         if self.deepspeed and self.multi_task:
             _fill_zero3_buckets(accelerator, tasks)
         self.model, self.optimizer = accelerator.prepare(model, optimizer)
-        self.scheduler = scheduler  # stepped here once per optimizer step, saved with the checkpoints
-        accelerator.register_for_checkpointing(scheduler)
+        # Stepped here once per optimizer step; its state travels as JSON in the trainer state (Accelerate
+        # would pickle a registered object and unpickle it with `weights_only=False` on resume).
+        self.scheduler = scheduler
         self.step = 0
         self.saved_step: int | None = None  # the step of the newest checkpoint of this run
         self.counters = {"micro_batches": 0, "nonfinite_steps": 0, "skipped_samples": 0, "samples": 0}
+        # Bad rows per task on this process, capped by its data section (in a row, and per epoch).
+        self.bad_rows = {
+            name: BadRowCounter(BadRowLimits.of(task.section.data, f"tasks.{name}.data"))
+            for name, task in tasks.items()
+        }
         self.history: list[dict[str, Any]] = []
         self.resumed_from: str | None = None
         self.train_seconds = 0.0
-        self._stop_signal = self._stop_agreed = False
+        # Set by `_agree` when a stop signal reached any process: the signal every process stops on.
+        self._stop_agreed, self.stopped_by = False, None
         units = {task.unit for task in tasks.values()}
         self.unit = units.pop() if len(units) == 1 else "items"
         peak = peak_flops_per_second(accelerator.device, config.training.mixed_precision)
@@ -84,16 +90,16 @@ class Trainer:
         if resume == "none":
             return
         if resume == "auto":
-            found = complete_checkpoints(self.output_dir / "checkpoints")
-            if not found:
+            folder = newest_intact_checkpoint(self.accelerator, self.output_dir / "checkpoints")
+            if folder is None:
                 return
-            folder = found[-1]
         else:
             folder = Path(resume)
         state, self.history = load_checkpoint(self.accelerator, folder)
         self.step = self.saved_step = int(state["step"])
         self.counters.update(state["counters"])
         self.train_seconds = float(state.get("train_seconds", 0.0))
+        self.scheduler.load_state_dict(state["scheduler"])
         for name, position in state["streams"].items():
             self.tasks[name].stream.load_state_dict(position)
         self.resumed_from = str(folder)
@@ -104,21 +110,26 @@ class Trainer:
             "step": self.step,
             "counters": dict(self.counters),
             "train_seconds": self.train_seconds,
+            "scheduler": self.scheduler.state_dict(),
             "streams": {name: task.stream.state_dict() for name, task in self.tasks.items()},
         }
 
     def export(self, folder: Path) -> dict[str, str]:
         """Export every task's model (see `export_models`); DeepSpeed runs in bf16/fp16 export the float32
         master weights of the final checkpoint, which `train` always writes."""
+        if self.run_folder is not None:
+            self.run_folder.ensure()
         fp32_checkpoint = None
         if self.deepspeed and self.config.training.mixed_precision != "no":
             fp32_checkpoint = self.output_dir / "checkpoints" / checkpoint_name(self.step)
         return export_models(self.accelerator, self.model, self.tasks, folder, fp32_checkpoint)
 
     def save(self) -> Path:
+        if self.run_folder is not None:
+            self.run_folder.ensure()
         folder = save_checkpoint(
             self.accelerator, self.output_dir / "checkpoints", self.step, self._trainer_state(), self.history,
-            self.config.checkpointing.keep_last,
+            self.config.checkpointing.keep_last, run_config_text(self.config),
         )  # fmt: skip
         self.saved_step = self.step
         return folder
@@ -126,20 +137,21 @@ class Trainer:
     # ------------------------------------------------------------------------------------------ loop
 
     def train(self) -> bool:
-        """Train to `training.max_steps`; returns False when SIGTERM stopped the run early (after saving a
-        checkpoint of the last finished step, from which the same command continues)."""
-        previous = signal.getsignal(signal.SIGTERM)
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, self._on_sigterm)
+        """Train to `training.max_steps`; returns False when SIGTERM or SIGINT stopped the run early: every
+        process stopped after the same step and saved it, the same command continues, and `stopped_by` is
+        the signal (see `signals`; the recipe installs the handlers before it builds the data and model)."""
+        installed_here = not STOP.installed and STOP.install()  # a Trainer used without the recipe
         try:
-            return self._train()
+            finished = self._train()
+            if finished:  # a signal during the final save: stop there too, on every process
+                self._agree(torch.zeros((), device=self.accelerator.device))
+                finished = not self._stop_agreed
         finally:
-            if threading.current_thread() is threading.main_thread():
-                signal.signal(signal.SIGTERM, previous)
-
-    def _on_sigterm(self, signum, frame) -> None:
-        logger.warning("SIGTERM: stopping after this step with a checkpoint.")
-        self._stop_signal = True
+            if installed_here:
+                STOP.uninstall()
+        if finished and STOP.installed:
+            STOP.quit_at_once()  # the final checkpoint is complete: a signal now ends the export at once
+        return finished
 
     def _train(self) -> bool:
         training, checkpointing = self.config.training, self.config.checkpointing
@@ -210,12 +222,13 @@ class Trainer:
         losses: dict[str, list[float]] = {}
         nonfinite, grad_norm = False, None
         samples = units = flops = 0
+        self._deepspeed_skipped = self.model.skipped_steps if self.deepspeed else 0
         # The objective's per-step arguments (e.g. DropPos's decaying sigma, MLM's sparse prediction).
         step_kwargs = task.objective.step_kwargs(
             task.model.objective, self.step / self.config.training.max_steps
         )
         for _ in range(self.config.training.gradient_accumulation_steps):
-            inputs, rows = self._next_inputs(task)
+            inputs, rows = self._agreed_inputs(task)
             step_units = task.count_units(inputs)
             inputs.update(step_kwargs)
             with self.accelerator.accumulate(self.model):
@@ -224,7 +237,8 @@ class Trainer:
                     losses.setdefault(key, []).append(value)
                 nonfinite |= not finite
                 if self.accelerator.sync_gradients:
-                    grad_norm = self._apply_gradients(nonfinite)
+                    applied, grad_norm = self._apply_gradients(nonfinite)
+                    nonfinite |= not applied
             samples += rows
             units += step_units
             flops += step_flops if step_flops is not None else (task.flops_per_unit or 0) * step_units
@@ -238,28 +252,48 @@ class Trainer:
                 "samples": samples, "units": units, "flops": flops if task.flops_per_unit else None,
                 "grad_norm": grad_norm, "scheduled": scheduled}  # fmt: skip
 
+    def _agreed_inputs(self, task: Task) -> tuple[dict[str, torch.Tensor], int]:
+        """`_next_inputs` on every process, or the same error on every process: a data error raised on one
+        process alone would leave the others waiting in the next collective until it times out."""
+        error: Exception | None = None
+        try:
+            result = self._next_inputs(task)
+        except (ValueError, RuntimeError, OSError) as err:
+            if self.accelerator.num_processes == 1:
+                raise
+            error = err
+        if self.accelerator.num_processes > 1:
+            flag = torch.tensor([float(error is not None)], device=self.accelerator.device)
+            if self.accelerator.reduce(flag, reduction="sum").item() > 0:
+                messages = gather_object([None if error is None else f"{type(error).__name__}: {error}"])
+                if error is not None:
+                    raise error
+                rank, message = next((r, m) for r, m in enumerate(messages) if m is not None)
+                raise ValueError(f"Process {rank} stopped on its data, so every process stops: {message}")
+        return result
+
     def _next_inputs(self, task: Task) -> tuple[dict[str, torch.Tensor], int]:
-        """The next non-empty batch of `task` as model inputs on the device, and its number of rows.
+        """The next non-empty batch of `task` as model inputs on the device, and its number of rows. Skipped
+        rows count in `skipped_samples` and against the task's caps (`self.bad_rows`).
 
         Raises:
-            ValueError: `MAX_EMPTY_BATCHES` batches in a row had no usable row (every row refused), which
-                would otherwise spin forever.
+            TooManyBadRows: (a `ValueError`) more bad rows than `tasks.<name>.data.max_bad_rows_in_a_row` in a
+                row (batches without a usable row), or than `max_bad_rows` in one epoch on this process; it
+                names the first and the last of them (row, column, value, error).
         """
-        skipped = 0
-        for _ in range(MAX_EMPTY_BATCHES):
+        bad_rows = self.bad_rows[task.name]
+        while True:
             batch = next(task.stream)
             self.counters["skipped_samples"] += batch["num_skipped"]
-            skipped += batch["num_skipped"]
+            epoch = task.stream.epoch  # the epoch this batch belongs to
+            if bad_rows.pass_key != epoch:
+                bad_rows.new_pass(epoch, f" in epoch {epoch} on this process")
+            bad_rows.bad(batch.get("bad_rows", []), batch["num_skipped"])
             if batch["inputs"]:
+                bad_rows.good()
                 break
-        else:
-            where = f"tasks.{task.name}.data"
-            raise ValueError(
-                f"`{where}`: {MAX_EMPTY_BATCHES} batches in a row held no row the {task.objective.modality} "
-                f"processor accepts ({skipped} rows skipped). The data does not fit the model (check the "
-                f"columns, image files, sampling rate, ...); set `{where}.on_bad_sample=raise` to see the first "
-                "row's error."
-            )
+            if not batch["num_skipped"]:  # would spin forever; the collator never returns such a batch
+                raise RuntimeError(f"`tasks.{task.name}.data` gave an empty batch without skipped rows.")
         inputs = batch["inputs"]
         if task.text_collator is not None:
             # One generator per micro-batch, seeded by its index on this process: the same masks after a resume.
@@ -307,35 +341,60 @@ class Trainer:
         return named, finite, flops
 
     def _agree(self, loss: torch.Tensor) -> bool:
-        """Whether the loss is finite on every process; also shares whether any process was asked to stop
-        (SIGTERM), so all of them stop after the same step. One small all-reduce per micro-batch."""
-        flags = torch.stack([torch.isfinite(loss.detach()).float(), torch.tensor(float(self._stop_signal))])
+        """Whether the loss is finite on every process; also shares which stop signal (SIGTERM, SIGINT) any
+        process received, so all of them stop after the same step. One small all-reduce per micro-batch."""
+        device = self.accelerator.device
+        received = [float(STOP.signum == signum) for signum in STOP_SIGNALS]
+        flags = torch.cat([torch.isfinite(loss.detach()).float().reshape(1).to(device),
+                           torch.tensor(received, device=device)])  # fmt: skip
         if self.accelerator.num_processes > 1:
-            flags = self.accelerator.reduce(flags.to(self.accelerator.device), reduction="sum").cpu()
-        self._stop_agreed = self._stop_agreed or bool(flags[1] > 0)
+            flags = self.accelerator.reduce(flags, reduction="sum")
+        flags = flags.cpu()
+        if not self._stop_agreed and bool(flags[1:].any()):
+            self._stop_agreed = True
+            agreed = next(signum for signum, count in zip(STOP_SIGNALS, flags[1:]) if count > 0)
+            self.stopped_by = STOP.signum or agreed
+            if STOP.signum is None and self.accelerator.is_main_process:  # it reached another process
+                logger.warning("%s: stopping after this step with a checkpoint.", agreed.name)
         return bool(flags[0] == self.accelerator.num_processes)
 
-    def _apply_gradients(self, nonfinite: bool) -> float | None:
+    def _apply_gradients(self, nonfinite: bool) -> tuple[bool, float | None]:
+        """Clip and take the optimizer step unless the loss or the gradient norm is NaN/Inf on any process;
+        returns (step taken, global gradient norm).
+
+        A non-finite norm with a finite loss (an overflow inside backward) would turn every weight NaN
+        through clipping or Adam, so that step is dropped like a non-finite loss. Under DDP the gradients
+        are already averaged, so every process sees the same norm and makes the same choice. DeepSpeed
+        steps inside `backward` and drops such a step itself (its overflow check); it is counted here.
+        """
+        if self.deepspeed:
+            skipped = self.model.skipped_steps > self._deepspeed_skipped
+            norm = None if nonfinite or skipped else self.model.get_global_grad_norm()
+            return not (nonfinite or skipped), (float(norm) if norm is not None else None)
         if nonfinite:
             self.optimizer.zero_grad(set_to_none=True)
-            return None
-        norm = None
-        if self.config.training.max_grad_norm is not None:
-            norm = self.accelerator.clip_grad_norm_(
-                self.model.parameters(), self.config.training.max_grad_norm
-            )
+            return False, None
+        limit = self.config.training.max_grad_norm
+        # With clipping off the norm is still measured (an infinite limit scales by 1), to catch overflow.
+        norm = self.accelerator.clip_grad_norm_(
+            self.model.parameters(), limit if limit is not None else math.inf
+        )
+        norm = float(norm) if norm is not None else None
+        if norm is not None and not math.isfinite(norm):
+            self.optimizer.zero_grad(set_to_none=True)
+            return False, None
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return float(norm) if norm is not None else None
+        return True, norm
 
     def _check_nonfinite_limit(self) -> None:
         limit = self.config.training.max_nonfinite_steps
-        logger.warning("Step %d had a non-finite loss and was skipped (%d so far).", self.step + 1,
+        logger.warning("Step %d had a NaN/Inf loss or gradient norm and was skipped (%d so far).", self.step + 1,
                        self.counters["nonfinite_steps"])  # fmt: skip
         if self.counters["nonfinite_steps"] > limit:
             raise NonFiniteLossError(
                 f"Stopped at step {self.step + 1}: {self.counters['nonfinite_steps']} steps had a NaN or infinite "
-                f"loss (more than training.max_nonfinite_steps={limit}). Lower training.learning_rate, keep "
+                f"loss or gradient norm (more than training.max_nonfinite_steps={limit}). Lower training.learning_rate, keep "
                 "training.max_grad_norm on, prefer bf16 to fp16, or look for extreme values in the data. "
                 f"Checkpoints before the divergence are in {self.output_dir / 'checkpoints'}."
             )
@@ -412,6 +471,8 @@ class Trainer:
         """Write `metrics.json` and `loss.png` (main process) and close the trackers; returns the metrics."""
         summary = self.metrics_summary(exported)
         summary["evaluation"] = evaluation or {}
+        if self.run_folder is not None:
+            self.run_folder.ensure()
         if evaluation:
             self.accelerator.log(_evaluation_scalars(evaluation), step=self.step)
         if self.accelerator.is_main_process:

@@ -16,8 +16,17 @@ from mmfm.models import (
     MMFMTimeSeriesConfig,
     MMFMVisionConfig,
 )
+from mmfm.models.mmfm_layers import InputDtypeError, check_tensor
 from mmfm.objectives import get_objective
-from tests.model_inputs import OBJECTIVES, build_model, make_inputs, objective_config, tiny_config
+from tests.model_inputs import (
+    OBJECTIVES,
+    build_model,
+    make_inputs,
+    model_config,
+    model_inputs,
+    objective_config,
+    tiny_config,
+)
 
 
 @pytest.fixture(scope="module")
@@ -182,3 +191,162 @@ def test_objective_models_refuse_encoders_that_contradict_their_requirements(nam
         setattr(config, field, not required if isinstance(required, bool) else None)
         with pytest.raises(ValueError, match=rf"\({name}\) needs config\.{field}={required!r}"):
             objective.model_class(config)
+
+
+# ----------------------------------------------------------------------------------------------
+# Hostile tensors: wrong dtype, empty batch, another device, not a tensor, wrong shape (issue 9)
+# ----------------------------------------------------------------------------------------------
+
+MAIN_INPUTS = {"text": "input_ids", "vision": "pixel_values", "audio": "input_features", "graph": "node_features",
+               "timeseries": "past_values"}  # fmt: skip
+# Every encoder and every objective's model (by its registry name); the composite by each of its modalities.
+HOSTILE_MODELS = (*MAIN_INPUTS, *OBJECTIVES, *(f"composite/{m}" for m in MAIN_INPUTS))
+
+
+def _modality(name: str) -> str:
+    if name.startswith("composite/"):
+        return name.split("/")[1]
+    return get_objective(name).modality if name in OBJECTIVES else name
+
+
+@pytest.fixture(scope="module")
+def hostile_models():
+    torch.manual_seed(0)
+    return {}
+
+
+def _model_and_batch(cache: dict, name: str):
+    """The model (built once per module) and a fresh valid batch; for the composite, the batch and the
+    sub-batch of the modality under test."""
+    key = "composite" if name.startswith("composite/") else name
+    if key not in cache:
+        cache[key] = build_model(key).eval()
+    if key == "composite":
+        batch, _ = make_inputs("composite", tiny_config("composite"))
+        return cache[key], batch, batch[_modality(name)]
+    batch = model_inputs(name, model_config(name))
+    return cache[key], batch, batch
+
+
+def _spoil(tensor: torch.Tensor, hostility: str, argument: str):
+    """`tensor` made hostile, and the error (type, message pattern) the model must answer with."""
+    named = rf"`{argument}`"
+    if hostility == "list":
+        return tensor.tolist(), TypeError, rf"{named} must be a torch\.Tensor of shape \("
+    if hostility == "meta":
+        return (
+            tensor.to("meta"),
+            ValueError,
+            rf"{named} is on device meta, but the model's weights are on cpu",
+        )
+    if hostility == "shape":
+        return tensor[:, :-1], ValueError, rf"{named} must have (the )?shape"
+    if argument.endswith("mask"):  # padding/observation masks take bools, integers or floats
+        return (
+            tensor.to(torch.complex64),
+            TypeError,
+            rf"{named} must hold 0/1 flags.*got dtype torch\.complex64",
+        )
+    if tensor.is_floating_point():
+        return tensor.long(), TypeError, rf"{named} must hold floating-point values.*got dtype torch\.int64"
+    return tensor.float(), TypeError, rf"{named} must hold integer ids.*got dtype torch\.float32"
+
+
+@pytest.mark.parametrize("hostility", ["dtype", "empty", "meta", "list"])
+@pytest.mark.parametrize("name", HOSTILE_MODELS)
+def test_models_answer_hostile_main_inputs_naming_them(hostile_models, name, hostility):
+    model, batch, inputs = _model_and_batch(hostile_models, name)
+    argument = MAIN_INPUTS[_modality(name)]
+    if hostility == "empty":
+        inputs.update({key: value[:0] for key, value in inputs.items() if isinstance(value, torch.Tensor)})
+        error, match = ValueError, rf"`{argument}` has batch size 0 \(shape \(0, "
+    else:
+        inputs[argument], error, match = _spoil(inputs[argument], hostility, argument)
+    with pytest.raises(error, match=match):
+        model(**batch)
+
+
+def _extra_arguments(name: str) -> list[str]:
+    """The tensor arguments besides the main input that the model's test batch carries (masks, edges,
+    labels, noise): what the registry adds, a new objective's included."""
+    batch = model_inputs(name, model_config(name))
+    return [k for k, v in batch.items() if isinstance(v, torch.Tensor) and k != MAIN_INPUTS[_modality(name)]]
+
+
+EXTRA_CASES = [
+    (name, argument, hostility)
+    for name in (*MAIN_INPUTS, *OBJECTIVES)
+    for argument in _extra_arguments(name)
+    for hostility in ("dtype", "meta", "list", "shape")
+]
+
+
+@pytest.mark.parametrize(("name", "argument", "hostility"), EXTRA_CASES)
+def test_models_answer_hostile_extra_inputs_naming_them(hostile_models, name, argument, hostility):
+    model, batch, inputs = _model_and_batch(hostile_models, name)
+    inputs[argument], error, match = _spoil(inputs[argument], hostility, argument)
+    with pytest.raises(error, match=match):
+        model(**batch)
+
+
+def test_extra_inputs_cover_every_kind():
+    """The registry batches exercise labels, masks, edges and every noise input."""
+    covered = {argument for _, argument, _ in EXTRA_CASES}
+    assert {"labels", "substitution_labels", "attention_mask", "past_observed_mask", "edge_index", "noise",
+            "position_noise", "substitution_noise"} <= covered  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "changes", "error", "match"),
+    [
+        ("text", {"position_ids": torch.zeros(3, 9)}, TypeError, r"`position_ids` must hold integer ids"),
+        ("text", {"position_ids": torch.zeros(3, 8, dtype=torch.long)}, ValueError,
+         r"`position_ids` must have the shape of `input_ids` \(3, 9\)"),
+        ("text", {"input_ids": None, "inputs_embeds": torch.zeros(3, 9, 32, dtype=torch.long)}, TypeError,
+         r"`inputs_embeds` must hold floating-point values"),
+        ("text", {"input_ids": torch.zeros(3, 9, dtype=torch.int16)}, TypeError,
+         r"`input_ids` must hold integer ids \(torch\.long or torch\.int32\), got dtype torch\.int16"),
+        ("vision", {"pixel_values": torch.zeros(2, 3, 32, 32, dtype=torch.uint8)}, TypeError,
+         r"`pixel_values` must hold floating-point values.*torch\.uint8.*image processor"),
+        ("vision", {"visible_indices": torch.zeros(3, 4)}, TypeError, r"`visible_indices` must hold integer ids"),
+        ("vision", {"visible_indices": [[0, 1]] * 3}, TypeError, r"`visible_indices` must be a torch\.Tensor"),
+        ("graph", {"edge_index": torch.zeros(3, 2, 1, dtype=torch.bool)}, TypeError,
+         r"`edge_index` must hold integer ids.*torch\.bool"),
+    ],
+)  # fmt: skip
+def test_encoders_answer_hostile_optional_inputs(models, name, changes, error, match):
+    with pytest.raises(error, match=match):
+        models[name](**_inputs(name, **changes))
+
+
+def test_masked_token_flags_on_another_device_are_refused():
+    model = build_model("ssast").eval()
+    batch = model_inputs("ssast", model_config("ssast"))
+    flags = torch.zeros(3, 24, dtype=torch.bool, device="meta")
+    with pytest.raises(ValueError, match=r"`masked_patches` is on device meta.*weights are on cpu"):
+        model.encoder(batch["input_features"], batch["attention_mask"], masked_patches=flags)
+    with pytest.raises(TypeError, match=r"`masked_patches` must be a torch\.Tensor"):
+        model.encoder(batch["input_features"], batch["attention_mask"], masked_patches=[[True] * 24] * 3)
+
+
+def test_dtype_errors_are_type_errors_and_value_errors():
+    """Wrong dtypes are `TypeError`s, as transformers users expect, and stay `ValueError`s for callers that
+    caught mmfm's earlier errors on integer labels and edge ids."""
+    assert issubclass(InputDtypeError, TypeError) and issubclass(InputDtypeError, ValueError)
+
+
+def test_weights_on_the_meta_device_skip_the_device_check():
+    """Weights offloaded to the meta device (accelerate's big-model inference) are moved in by hooks later:
+    inputs are not refused for their device then."""
+    check_tensor("pixel_values", torch.zeros(1, 3, 8, 8), "(B, C, H, W)", 4, "float", torch.device("meta"))
+    with pytest.raises(
+        ValueError, match=r"`pixel_values` is on device meta, but the model's weights are on cpu"
+    ):
+        check_tensor(
+            "pixel_values",
+            torch.zeros(1, 3, 8, 8, device="meta"),
+            "(B, C, H, W)",
+            4,
+            "float",
+            torch.device("cpu"),
+        )

@@ -48,7 +48,7 @@ def test_resume_from_a_named_checkpoint(tmp_path):
 
 
 def test_resume_from_a_folder_that_is_no_checkpoint_is_refused(tmp_path):
-    with pytest.raises(FileNotFoundError, match="not a complete mmfm checkpoint"):
+    with pytest.raises(FileNotFoundError, match="not an mmfm checkpoint"):
         run_in_process(*mae_run(tmp_path, "training.max_steps=2", f"checkpointing.resume={tmp_path}"))
 
 

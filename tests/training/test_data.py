@@ -279,12 +279,16 @@ def test_load_rows_mixed_extensions_need_format(tmp_path):
         load(tmp_path)
 
 
-def test_load_rows_unreadable_file_names_format(tmp_path):
-    (tmp_path / "broken.jsonl").write_text('{"text": "a"}\n{"text": \n')
+@pytest.mark.parametrize("streaming", [False, True])
+def test_load_rows_unreadable_file_names_format(tmp_path, streaming):
+    # No line is a JSON object (a CSV file named .jsonl): the file, not a few rows, is bad. A file with some
+    # bad lines loads with them skipped (tests/training/test_bad_data.py).
+    (tmp_path / "broken.jsonl").write_text("text,label\na,1\n")
     with pytest.raises(
-        ValueError, match=r"Could not read `tasks\.t\.data\.source` .* as json.*`tasks\.t\.data\.format`"
+        ValueError,
+        match=r"Could not read `tasks\.t\.data\.source` .* as json.*broken\.jsonl:1.*`tasks\.t\.data\.format`",
     ):
-        load(tmp_path / "broken.jsonl")
+        load(tmp_path / "broken.jsonl", streaming=streaming)
 
 
 TEXTS = [f"sentence {i}" for i in range(6)]
@@ -437,7 +441,11 @@ def test_collator_raise_names_on_bad_sample(graph_processor, bad):
 
 def test_collator_batch_of_only_bad_rows(graph_processor):
     rows = [dict(BAD_GRAPHS[name]) for name in sorted(BAD_GRAPHS)]
-    assert graph_collator(graph_processor)(rows) == {"inputs": None, "num_rows": 0, "num_skipped": 2}
+    batch = graph_collator(graph_processor)(rows)
+    bad = batch.pop("bad_rows")
+    assert batch == {"inputs": None, "num_rows": 0, "num_skipped": 2}
+    assert [b.batch_index for b in bad] == [0, 1]
+    assert all(b.column == "['num_nodes', 'edge_index', 'node_features']" for b in bad)
 
 
 @pytest.fixture(scope="module")
@@ -461,6 +469,10 @@ def test_collator_truncates_unpacked_text(tokenizer, text_processor, corpus_text
 def test_collator_skips_empty_unpacked_text(tokenizer, text_processor):
     collate = RowCollator(TEXT, text_processor, {}, "tasks.t", max_length=8)
     batch = collate([{"text": "a red circle"}, {"text": "  "}, {"text": None}, {"text": "blue"}])
+    assert [str(b) for b in batch.pop("bad_rows")] == [
+        f"row {i} of a batch, column 'text', value {value}: empty or non-text value in column 'text'"
+        for i, value in [(1, "'  '"), (2, "None")]
+    ]
     assert batch == {
         "inputs": tokenizer(["a red circle", "blue"])["input_ids"],
         "num_rows": 2,
@@ -470,5 +482,13 @@ def test_collator_skips_empty_unpacked_text(tokenizer, text_processor):
 
 def test_collator_passes_packed_blocks_and_their_skip_counts(text_processor):
     collate = RowCollator(TEXT, text_processor, {}, "tasks.t", max_length=4)
-    rows = [{"input_ids": [2, 5, 6, 3], "num_skipped": 2}, {"input_ids": [2, 7, 3, 2], "num_skipped": 0}]
-    assert collate(rows) == {"inputs": [[2, 5, 6, 3], [2, 7, 3, 2]], "num_rows": 2, "num_skipped": 2}
+    rows = [
+        {"input_ids": [2, 5, 6, 3], "num_skipped": 2, "skipped_rows": "a.jsonl:3: invalid JSON"},
+        {"input_ids": [2, 7, 3, 2], "num_skipped": 0, "skipped_rows": ""},
+    ]
+    assert collate(rows) == {
+        "inputs": [[2, 5, 6, 3], [2, 7, 3, 2]],
+        "num_rows": 2,
+        "num_skipped": 2,
+        "bad_rows": ["a.jsonl:3: invalid JSON"],
+    }

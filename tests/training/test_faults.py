@@ -78,7 +78,7 @@ def test_an_output_dir_with_a_different_run_is_refused(tmp_path):
 def test_a_folder_that_holds_other_files_is_refused(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "notes.txt").write_text("mine")
-    with pytest.raises(ValueError, match="not empty and holds no mmfm run"):
+    with pytest.raises(ValueError, match="not empty and was not created by mmfm"):
         run_in_process(*mae_run(tmp_path, "training.max_steps=2"))
 
 

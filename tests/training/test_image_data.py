@@ -89,8 +89,6 @@ def test_a_bad_image_file_stops_the_run_naming_it_when_asked(tmp_path, bad):
 
 
 def test_data_whose_every_row_is_refused_stops_the_run_instead_of_spinning(tmp_path):
-    from mmfm.training.trainer import MAX_EMPTY_BATCHES
-
     (tmp_path / "data").mkdir()
     source = write_jsonl(
         tmp_path / "data" / "rows.jsonl", [{"image": f"pics/gone_{i}.png"} for i in range(8)]
@@ -98,6 +96,7 @@ def test_data_whose_every_row_is_refused_stops_the_run_instead_of_spinning(tmp_p
     with pytest.raises(ValueError) as raised:
         run_in_process(*image_run(tmp_path, {"source": str(source)}, "training.max_steps=3"))
     message = str(raised.value)
-    assert "`tasks.mae.data`" in message and f"{MAX_EMPTY_BATCHES} batches in a row" in message
+    assert "`tasks.mae.data`: 104 bad rows in a row" in message and "max_bad_rows_in_a_row` = 100" in message
+    assert "column 'image', value '" in message and "gone_" in message
     assert "tasks.mae.data.on_bad_sample=raise" in message
     assert not (tmp_path / "run" / "metrics.json").exists()
