@@ -283,6 +283,12 @@ def acquire_lock(out: Path) -> int:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as err:
+        if err.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+            logger.warning(
+                "The file system of %s does not support locks (%s): a second run into this folder would not be "
+                "refused; start one run per folder.", out, err,
+            )  # fmt: skip
+            return fd
         holder = _read_holder(fd)
         os.close(fd)
         if err.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):

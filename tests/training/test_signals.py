@@ -22,6 +22,7 @@ import pytest
 
 import mmfm.training
 import mmfm.training.trainer
+from mmfm.training.checkpointing import verify_checkpoint
 from mmfm.training.signals import StopRequest
 
 from ._runs import (
@@ -369,3 +370,25 @@ print(plain, launched, ok_stop, late_stop, death_signal())
     assert result.returncode == 0, result.stderr[-3000:]
     sigterm = str(int(signal.SIGTERM))
     assert result.stdout.split() == ["0", sigterm, "None", sigterm, "0"]
+
+
+# ---------------------------------------------------------------------------------------------- concurrency
+
+
+def test_a_second_launch_into_a_training_run_is_refused_and_the_first_trains_on(tmp_path):
+    """Two runs started into one folder used to race (one crashed on a checkpoint the other deleted): the
+    second is refused by the first's lock, naming its pid and host, and the first is untouched."""
+    run = mae_run(tmp_path, f"training.max_steps={LONG}", "logging.progress_bar=true",
+                  "checkpointing.save_every=2", "checkpointing.keep_last=1")  # fmt: skip
+    with adopting_orphans(), Launch([], run, tmp_path / "first.log") as first:
+        first.wait_for_step()
+        second = subprocess.run(launch_command([], run), cwd=REPO, env=launch_env(), capture_output=True,
+                                text=True, timeout=120, check=False)  # fmt: skip
+        assert second.returncode != 0
+        assert f"is in use by another run (pid {first.workers[0]} on host " in second.stdout + second.stderr
+        assert first.process.poll() is None  # still training
+        os.kill(first.pid, signal.SIGTERM)
+        first.process.wait(timeout=30)
+        assert exit_code(first.workers[0]) == 143
+    newest = max((tmp_path / "run" / "checkpoints").glob("step_*"))
+    assert verify_checkpoint(newest) == []
