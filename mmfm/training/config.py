@@ -382,6 +382,7 @@ def check_value(hint: Any, value: Any, where: str) -> Any:
             raise TypeError(f"`{where}` must be a list, got {value!r}.")
         return [check_value(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
     if hint is Any:
+        _require_finite(value, where)
         return value
     if hint is float and isinstance(value, (int, float, str)) and not isinstance(value, bool):
         try:  # YAML 1.1 reads `1e-4` (no dot) as a string
@@ -397,6 +398,18 @@ def check_value(hint: Any, value: Any, where: str) -> Any:
     if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
         raise TypeError(f"`{where}` must be a {hint.__name__}, got {value!r} ({type(value).__name__}).")
     return value
+
+
+def _require_finite(value: Any, where: str) -> None:
+    """No NaN/Inf anywhere in a free-form value (`model.config`, `objective_config`): no setting means one."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"`{where}` must be a finite number, got {value!r}.")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _require_finite(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _require_finite(item, f"{where}[{i}]")
 
 
 def check_run(config: RunConfig) -> None:

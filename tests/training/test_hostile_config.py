@@ -32,6 +32,12 @@ def _config_error(tmp_path, *overrides):
         ("training.weight_decay=-1", ValueError, "`training.weight_decay` must be >= 0"),
         ("tasks.mae.weight=.inf", ValueError, "`tasks.mae.weight` must be a finite number"),
         (
+            "tasks.mae.model.config.hidden_dropout_prob=.nan",
+            ValueError,
+            "hidden_dropout_prob` must be a finite",
+        ),
+        ("tasks.mae.objective_config.mask_ratio=.inf", ValueError, "mask_ratio` must be a finite number"),
+        (
             "logging.report_to=[wandb]",
             ValueError,
             "`logging.report_to` names 'wandb', which is not installed",
