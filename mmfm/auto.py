@@ -54,6 +54,8 @@ def register_auto_classes() -> None:
             AutoFeatureExtractor.register(spec.config_class, spec.processor_class, exist_ok=True)
     AutoConfig.register(MMFMConfig.model_type, MMFMConfig, exist_ok=True)
     AutoModel.register(MMFMConfig, MMFMModel, exist_ok=True)
+    # The composite answers `logits_per_image`, as the zero-shot image classification pipeline asks.
+    transformers.AutoModelForZeroShotImageClassification.register(MMFMConfig, MMFMModel, exist_ok=True)
     _registered = True
 
 

@@ -120,12 +120,48 @@ class EvaluationSection:
     include: dict[str, list[Any]] = field(default_factory=dict)
 
 
+# Objectives that bind modalities into one space (`MMFMModel`'s contrastive losses), configured by a
+# task's `binding` section instead of `objective_config`.
+BINDING_OBJECTIVES = ("clip", "siglip")
+
+
+@dataclass
+class BindingSection:
+    """How a contrastive task (`objective: clip` or `siglip`) binds modalities into one space.
+
+    Attributes:
+        modalities: the composite's towers, e.g. `[text, vision]`; every modality of the data's pairs.
+        mode: `pairs` (CLIP/SigLIP on one pair of modalities), `anchor` (ImageBind: every other modality
+            bound to `anchor`, one pair per step, from data subsets that each pair one modality with the
+            anchor) or `all_pairs` (rows carrying more than two modalities contribute every pair).
+        anchor: the anchor modality of `anchor` mode (text: every demo modality can be captioned).
+        projection_dim: size of the shared embedding space.
+        towers: modality -> a saved model (a run's `model/<task>/`, an encoder or pretraining export) to start
+            that tower from; other towers start from `model.preset`/`model.config.<modality>`.
+        lock: modality -> how many of its last transformer blocks stay trainable (0: the whole tower is
+            frozen, as LiT's locked image tower); its projection always trains.
+        gather_negatives: score each process's rows against the embeddings of every process (gathered with
+            gradients); false: negatives from the local batch only.
+    """
+
+    modalities: list[str] = field(default_factory=list)
+    mode: Literal["pairs", "anchor", "all_pairs"] = "pairs"
+    anchor: str = "text"
+    projection_dim: int = 256
+    towers: dict[str, str] = field(default_factory=dict)
+    lock: dict[str, int] = field(default_factory=dict)
+    gather_negatives: bool = True
+
+
 @dataclass
 class TaskSection:
     """One self-supervised objective with its model and data.
 
     Attributes:
-        objective: a registered objective (`mmfm.objectives`; `--help` lists them with their fields).
+        objective: a registered objective (`mmfm.objectives`; `--help` lists them with their fields), or
+            `clip`/`siglip`, which bind the modalities of `binding` into one space (an `MMFMModel`; its
+            `model.config` then maps each modality to its encoder fields, and its data are paired rows:
+            the paired demo subsets, or files with one column group per modality).
         objective_config: the objective's hyperparameters, fields of its `MMFMObjectiveConfig` (e.g. MAE's
             `mask_ratio` or `decoder_hidden_size`), on top of its defaults and of its sizes for
             `model.preset`; checked against that class. Saved in the model's `pretraining_config`.
@@ -141,6 +177,12 @@ class TaskSection:
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     evaluation: list[EvaluationSection] | None = None
+    binding: BindingSection = field(default_factory=BindingSection)
+
+    @property
+    def binds(self) -> bool:
+        """Whether this task trains a contrastive binding of modalities (`binding`)."""
+        return self.objective in BINDING_OBJECTIVES
 
     def evaluations(self) -> list[EvaluationSection]:
         """The evaluations to run: the configured ones; when none are set, the objective's defaults if the task
@@ -148,8 +190,8 @@ class TaskSection:
         e.g. graphs with another node-feature width), else none."""
         if self.evaluation is not None:
             return self.evaluation
-        if self.data.source != "demo":
-            return []
+        if self.data.source != "demo" or self.binds:
+            return []  # a binding task is evaluated by retrieval and zero-shot classification instead
         defaults = get_objective(self.objective).evaluation
         return [build_section(EvaluationSection, dict(entry), "evaluation") for entry in defaults]
 
@@ -499,6 +541,9 @@ def check_trackers(report_to: list[str]) -> None:
 def _check_objective(task: TaskSection, where: str) -> None:
     """The objective exists, `objective_config` holds only its fields with valid values, and the model
     section agrees with it (see `check_model_section`)."""
+    if task.binds:
+        check_binding(task, where)
+        return
     try:
         objective = get_objective(task.objective)
     except ValueError as err:
@@ -514,6 +559,61 @@ def _check_objective(task: TaskSection, where: str) -> None:
 
 
 TASK_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+def check_binding(task: TaskSection, where: str) -> None:
+    """A binding task names known modalities, a mode they allow, towers and locks of its own modalities.
+
+    Raises:
+        ValueError: naming the field, the bad value and the choices.
+    """
+    from ..models import MODALITIES
+
+    binding = task.binding
+    if len(binding.modalities) < 2 or len(set(binding.modalities)) != len(binding.modalities):
+        raise ValueError(
+            f"`{where}.binding.modalities` must list at least two different modalities of {list(MODALITIES)}, "
+            f"got {binding.modalities}."
+        )
+    unknown = [m for m in binding.modalities if m not in MODALITIES]
+    if unknown:
+        raise ValueError(f"`{where}.binding.modalities` names {unknown}; modalities are {list(MODALITIES)}.")
+    if binding.mode == "anchor" and binding.anchor not in binding.modalities:
+        raise ValueError(
+            f"`{where}.binding.anchor` = {binding.anchor!r} is not among `{where}.binding.modalities` "
+            f"{binding.modalities}."
+        )
+    if binding.mode == "pairs" and len(binding.modalities) != 2:
+        raise ValueError(
+            f"`{where}.binding.mode` = pairs binds exactly two modalities, got {binding.modalities}; use "
+            "`anchor` or `all_pairs` for more."
+        )
+    for name in ("towers", "lock"):
+        strangers = sorted(set(getattr(binding, name)) - set(binding.modalities))
+        if strangers:
+            raise ValueError(
+                f"`{where}.binding.{name}` names {strangers}, which are not in `{where}.binding.modalities`."
+            )
+    for modality, unlocked in binding.lock.items():
+        if isinstance(unlocked, bool) or not isinstance(unlocked, int) or unlocked < 0:
+            raise ValueError(
+                f"`{where}.binding.lock.{modality}` must be the number of last blocks left trainable (>= 0), "
+                f"got {unlocked!r}."
+            )
+    if binding.projection_dim <= 0:
+        raise ValueError(f"`{where}.binding.projection_dim` must be > 0, got {binding.projection_dim}.")
+    strangers = sorted(set(task.model.config) - set(binding.modalities))
+    if strangers:
+        raise ValueError(
+            f"`{where}.model.config` of a binding task maps each modality to its encoder fields; {strangers} "
+            f"are not in `{where}.binding.modalities` {binding.modalities}."
+        )
+    if task.objective_config or task.model.init_from:
+        raise ValueError(
+            f"`{where}` ({task.objective}) is configured by `{where}.binding`: leave `objective_config` and "
+            "`model.init_from` unset (start towers from saved models with `binding.towers`)."
+        )
+
 
 # Encoder fields that record pretraining: set by the objective's model, never by a run's `model.config`.
 OBJECTIVE_FIELDS = ("pretraining_objective", "pretraining_config")
@@ -627,6 +727,10 @@ def describe_keys() -> str:
         fields = ", ".join(f.name for f in dataclasses.fields(objective.config_class)) or "(none)"
         lines.append(f"  {name} ({objective.modality}): {objective.description}")
         lines.append(f"      {fields}")
+    lines.append(
+        f"  {' / '.join(BINDING_OBJECTIVES)} (several modalities): bind the towers of tasks.<name>.binding into one "
+        "space (MMFMModel, CLIP's or SigLIP's loss)"
+    )
     return "\n".join(lines)
 
 
@@ -651,7 +755,9 @@ def parse_command_line(argv: list[str], default: str | Path | None = None) -> Ru
 
 
 __all__ = [
+    "BINDING_OBJECTIVES",
     "OBJECTIVE_FIELDS",
+    "BindingSection",
     "CheckpointSection",
     "DataSection",
     "EvaluationSection",

@@ -25,6 +25,7 @@ from ..data import BadRowLimits, BatchStream, RowCollator, first_row, load_rows,
 from ..objectives import Objective, get_objective
 from ..processing import MMFMProcessor
 from .config import RunConfig, TaskSection, TrainingSection, flatten, to_dict
+from .binding import build_binding_task
 from .tasks import build_model, forward_input_names, load_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -49,7 +50,12 @@ def build_accelerator(config: RunConfig) -> Accelerator:
         # DeepSpeed on CPU needs the backend named explicitly (notes/stack.md section 4); a single process
         # without a launcher must not ask for a process group at all.
         handlers.append(InitProcessGroupKwargs(backend="gloo", timeout=timedelta(minutes=30)))
-    if len(config.tasks) > 1:
+    # A step that trains one task (multi-task runs) or one pair of towers (anchor binding) leaves the other
+    # parameters without gradients, which DDP must be told to expect.
+    partial_steps = len(config.tasks) > 1 or any(
+        t.binds and len(t.binding.modalities) > 2 for t in config.tasks.values()
+    )
+    if partial_steps:
         handlers.append(DistributedDataParallelKwargs(find_unused_parameters=True))
     training = config.training
     accelerator = Accelerator(
@@ -122,11 +128,13 @@ class Task:
 
     @property
     def unit(self) -> str:
-        """What throughput counts (tokens, patches, nodes)."""
-        return self.objective.spec.unit
+        """What throughput counts (tokens, patches, nodes; pairs for binding tasks)."""
+        return self.objective.unit if self.section.binds else self.objective.spec.unit
 
     def count_units(self, inputs: dict[str, torch.Tensor]) -> int:
         """Tokens, patches or nodes (padding excluded) in one micro-batch of model inputs."""
+        if self.section.binds:
+            return self.objective.count_units(inputs)
         return self.objective.spec.count_units(inputs, self.model.config)
 
 
@@ -138,6 +146,9 @@ def build_tasks(config: RunConfig, accelerator: Accelerator) -> dict[str, Task]:
     """
     tasks = {}
     for name, section in config.tasks.items():
+        if section.binds:
+            tasks[name] = build_binding_task(name, section, config, accelerator)
+            continue
         where = f"tasks.{name}"
         objective = get_objective(section.objective)
         spec, data = objective.spec, section.data

@@ -56,7 +56,7 @@ class Trainer:
         self.output_dir = Path(config.output_dir)
         self.multi_task = len(tasks) > 1
         self.deepspeed = accelerator.distributed_type == DistributedType.DEEPSPEED
-        if self.deepspeed and self.multi_task:
+        if self.deepspeed and (self.multi_task or any(task.section.binds for task in tasks.values())):
             _fill_zero3_buckets(accelerator, tasks)
         self.model, self.optimizer = accelerator.prepare(model, optimizer)
         # Stepped here once per optimizer step; its state travels as JSON in the trainer state (Accelerate
@@ -225,7 +225,7 @@ class Trainer:
         self._deepspeed_skipped = self.model.skipped_steps if self.deepspeed else 0
         # The objective's per-step arguments (e.g. DropPos's decaying sigma, MLM's sparse prediction).
         step_kwargs = task.objective.step_kwargs(
-            task.model.objective, self.step / self.config.training.max_steps
+            getattr(task.model, "objective", None), self.step / self.config.training.max_steps
         )
         for _ in range(self.config.training.gradient_accumulation_steps):
             inputs, rows = self._agreed_inputs(task)
@@ -301,8 +301,9 @@ class Trainer:
             generator = torch.Generator().manual_seed((seed + self.counters["micro_batches"]) % 2**63)
             inputs = self._collate_text(task, inputs, generator)
         self.counters["micro_batches"] += 1
-        device = self.accelerator.device
-        inputs = {k: v.to(device) for k, v in inputs.items() if k in task.input_names}
+        inputs = {
+            k: _to_device(v, self.accelerator.device) for k, v in inputs.items() if k in task.input_names
+        }
         return inputs, batch["num_rows"]
 
     @staticmethod
@@ -512,22 +513,36 @@ class Trainer:
         }
 
 
-def _evaluation_scalars(evaluation: dict[str, Any]) -> dict[str, float]:
-    """`{"eval/<task>/<subset>/<label>/<probe>/<metric>": value}` for the trackers."""
+def _to_device(value: Any, device: torch.device) -> Any:
+    """A tensor, or a mapping of them (a binding task's `{modality: encoder inputs}`), on `device`."""
+    if isinstance(value, dict):
+        return {k: _to_device(v, device) for k, v in value.items()}
+    return value.to(device)
+
+
+def _evaluation_scalars(evaluation: dict[str, Any], prefix: str = "eval") -> dict[str, float]:
+    """Every number of the evaluation report as `{"eval/<task>/<...>/<metric>": value}` for the trackers."""
     scalars = {}
-    for task, subsets in evaluation.items():
-        for subset, probes in subsets.items():
-            for probe, metrics in probes.items():
-                for metric, value in metrics.items():
-                    if isinstance(value, (int, float)) and not isinstance(value, bool):
-                        scalars[f"eval/{task}/{subset}/{probe}/{metric}"] = float(value)
+    for key, value in evaluation.items():
+        name = f"{prefix}/{key}"
+        if isinstance(value, dict):
+            scalars.update(_evaluation_scalars(value, name))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            scalars[name] = float(value)
     return scalars
 
 
+def _widest(config) -> int:
+    """`hidden_size` of an encoder config, or the largest of a composite's encoders."""
+    if hasattr(config, "hidden_size"):
+        return config.hidden_size
+    return max(config.modality_config(m).hidden_size for m in config.modalities)
+
+
 def _fill_zero3_buckets(accelerator: Accelerator, tasks: dict[str, Task]) -> None:
-    """Accelerate sizes ZeRO-3's buckets from `model.config.hidden_size`, which a `MultiTaskModel` lacks:
-    use the widest task's width, with Accelerate's own formulas."""
-    width = max(task.model.config.hidden_size for task in tasks.values())
+    """Accelerate sizes ZeRO-3's buckets from `model.config.hidden_size`, which a `MultiTaskModel` and a
+    composite `MMFMModel` lack: use the widest encoder's width, with Accelerate's own formulas."""
+    width = max(_widest(task.model.config) for task in tasks.values())
     zero = accelerator.state.deepspeed_plugin.deepspeed_config.get("zero_optimization", {})
     sizes = {
         "reduce_bucket_size": width * width,

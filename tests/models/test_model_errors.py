@@ -92,8 +92,14 @@ def test_encoders_reject_bad_inputs(models, name, changes, match):
 
 def test_composite_rejects_unknown_and_missing_modalities(models):
     batch, _ = make_inputs("composite", tiny_config("composite"))
-    with pytest.raises(ValueError, match="Unknown modality name.*video"):
+    with pytest.raises(ValueError, match=r"Unknown input\(s\) \['video'\].*one mapping per modality"):
         models["composite"](text=batch["text"], video={"pixel_values": torch.zeros(1)})
+    with pytest.raises(ValueError, match="`pixel_values` belongs to `vision`, which was also given as a mapping"):
+        models["composite"](vision=batch["vision"], pixel_values=batch["vision"]["pixel_values"])
+    with pytest.raises(ValueError, match="`attention_mask` was given without `input_ids`"):
+        models["composite"](attention_mask=batch["text"]["attention_mask"], vision=batch["vision"])
+    with pytest.raises(ValueError, match="return_loss=True needs at least two modalities"):
+        models["composite"](text=batch["text"], return_loss=True)
     text_only = MMFMModel(MMFMConfig(text_config=tiny_config("text"), projection_dim=8))
     with pytest.raises(ValueError, match="no vision encoder"):
         text_only(vision=batch["vision"])

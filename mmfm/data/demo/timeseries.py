@@ -1,6 +1,6 @@
 """Time-series subsets of the demo corpus.
 
-Columns shared by both subsets:
+Columns shared by all subsets:
     past_values: List(List(float32)) of shape `[L][C]`, time-major like the `past_values` input of
         Hugging Face's PatchTST (L time steps, C channels). Missing values are NaN.
     dataset: str, the source series or dataset name.
@@ -11,6 +11,10 @@ Subsets:
         the recording written from the dataset's documented classes). Train/test are the source splits.
     forecasting (train only): long real series bundled with statsmodels and sktime (one row per series),
         `frequency` str ("yearly", "quarterly", "monthly", "weekly").
+    captioned: generated univariate series of `CAPTIONED_LENGTH` daily steps, each with a `caption` that
+        describes its trend, cycle, level shift and spike ("a noisy rising series with a weekly cycle and a
+        sudden drop near the end"); `label` ClassLabel(TRENDS), `period` int (0: no cycle); `dataset` is
+        "synthetic". Seeded; stratified 80/20 split (600 / 150 rows).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from .sources import (
     BuildResult,
     SourceUnavailable,
     cap_indices,
+    labelled_splits,
     list_array,
     make_splits,
     require_module,
@@ -198,4 +203,91 @@ def build_forecasting(max_samples: int | None, seed: int) -> BuildResult:
     )
 
 
-SUBSETS = {"ucr": build_ucr, "forecasting": build_forecasting}
+# ------------------------------------------------------------------------------------------ captioned
+
+CAPTIONED_LENGTH = 256  # the recipes' `context_length`, so the encoder sees each series whole
+NUM_CAPTIONED = 750
+TRENDS = ("rising", "falling", "flat")
+CYCLES = {7: "weekly", 14: "fortnightly", 30: "monthly"}  # period in (daily) steps -> caption word
+PLACES = {"near the start": (0.08, 0.25), "in the middle": (0.4, 0.6), "near the end": (0.75, 0.92)}
+# Magnitudes in units of the series before its random scale and offset. A trend rises or falls by at
+# least TREND_RISE[0] over the series and a level shift moves by at most SHIFT_SIZE[1]; a least-squares line
+# picks up at most 1.5x a step's height, so the fitted slope always has the sign the caption names.
+TREND_RISE = (6.0, 10.0)
+CYCLE_AMPLITUDE = (1.0, 2.5)
+SHIFT_SIZE = (2.0, 3.0)
+SPIKE_SIZE = (6.0, 9.0)
+NOISE = {"smooth": 0.15, "noisy": 0.6}
+
+
+def _join(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def captioned_series(trend: str, rng: np.random.Generator) -> tuple[np.ndarray, str, int]:
+    """One generated series `(CAPTIONED_LENGTH, 1)` of trend `trend`, its caption and its period (0: none).
+
+    The series is trend + optional cycle + optional level shift + optional one- or two-step spike + noise,
+    then scaled by a random positive factor and offset (so the level and scale say nothing about the
+    caption). Shift and spike never fall in the same place, so the caption's "near the end" is one event.
+    """
+    length = CAPTIONED_LENGTH
+    steps = np.arange(length)
+    direction = {"rising": 1.0, "falling": -1.0, "flat": 0.0}[trend]
+    values = direction * rng.uniform(*TREND_RISE) * steps / (length - 1)
+    noise_name = list(NOISE)[rng.integers(len(NOISE))]
+    events, period = [], 0
+    if rng.random() < 0.75:
+        period = list(CYCLES)[rng.integers(len(CYCLES))]
+        phase = rng.uniform(0, 2 * np.pi)
+        values += rng.uniform(*CYCLE_AMPLITUDE) * np.sin(2 * np.pi * steps / period + phase)
+        events.append(f"a {CYCLES[period]} cycle")
+    places = [list(PLACES)[i] for i in rng.permutation(len(PLACES))[:2]]
+    if rng.random() < 0.4:
+        place, sign = places[0], rng.choice([-1.0, 1.0])
+        start = int(rng.uniform(*PLACES[place]) * length)
+        values[start:] += sign * rng.uniform(*SHIFT_SIZE)
+        events.append(f"a sudden {'jump' if sign > 0 else 'drop'} {place}")
+    if rng.random() < 0.4:
+        place, sign = places[1], rng.choice([-1.0, 1.0])
+        start = int(rng.uniform(*PLACES[place]) * length)
+        values[start : start + int(rng.integers(1, 3))] += sign * rng.uniform(*SPIKE_SIZE)
+        events.append(f"a brief {'spike' if sign > 0 else 'dip'} {place}")
+    values += rng.normal(0.0, NOISE[noise_name] * rng.uniform(0.8, 1.2), length)
+    values = values * rng.uniform(0.5, 20.0) + rng.uniform(-50.0, 50.0)
+    caption = f"a {noise_name} {trend} series" + (f" with {_join(events)}" if events else "")
+    return values.astype(np.float32)[:, None], caption, period
+
+
+def build_captioned(max_samples: int | None, seed: int) -> BuildResult:
+    """`NUM_CAPTIONED` generated series with captions, as many per trend; seeded stratified 80/20 split."""
+    rng = subset_rng(seed, "timeseries/captioned")
+    # Shuffled, so the rows of a split are not sorted by trend.
+    labels = rng.permutation([k for k in range(len(TRENDS)) for _ in range(NUM_CAPTIONED // len(TRENDS))])
+    labels = [int(labels[i]) for i in cap_indices(labels.tolist(), max_samples, rng)]
+    rows = [captioned_series(TRENDS[k], rng) for k in labels]
+    columns = {
+        "past_values": list_array([r[0] for r in rows], "float32"),
+        "dataset": ["synthetic"] * len(rows),
+        "label": labels,
+        "caption": [r[1] for r in rows],
+        "period": [r[2] for r in rows],
+    }
+    features = Features(
+        {
+            "past_values": List(List(Value("float32"))),
+            "dataset": Value("string"),
+            "label": ClassLabel(names=list(TRENDS)),
+            "caption": Value("string"),
+            "period": Value("int64"),
+        }
+    )
+    return BuildResult(
+        dataset=labelled_splits(columns, features, "label", rng),
+        source=f"{len(rows)} generated series of {CAPTIONED_LENGTH} steps (trend, cycle, level shift, spike, "
+        "noise; seeded) with captions describing them; seeded stratified 80/20 split",
+        license="generated",
+    )
+
+
+SUBSETS = {"ucr": build_ucr, "forecasting": build_forecasting, "captioned": build_captioned}
