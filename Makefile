@@ -39,7 +39,7 @@ setup: system-packages $(VENV)/.installed
 demo-data: setup
 	$(PY) -m mmfm.data.demo
 
-# The main job: the embedded default pretraining recipe (MLM of a small text encoder on the demo corpus),
+# The main job: the embedded default recipe (CLIP-style binding of a text and an image tower on the demo corpus),
 # ending with the exported model in outputs/default/model, metrics.json and loss.png.
 demo: demo-data
 	$(VENV)/bin/accelerate launch recipes/pretrain.py

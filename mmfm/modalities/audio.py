@@ -77,7 +77,7 @@ def audio_items(rows: dict[str, list], text_column: str) -> tuple[list[np.ndarra
     clips = [clip for clip, _ in opened]
     rates = rows.get("sampling_rate") or [rate for _, rate in opened]  # a column wins over the files' rates
     if all(rate is None for rate in rates):
-        return clips, {}
+        return clips, {"return_attention_mask": True}
     if any(rate is None for rate in rates):
         raise ValueError(
             "Some clips of the batch have a sampling rate (decoded files) and others do not (arrays): add a "
@@ -89,7 +89,9 @@ def audio_items(rows: dict[str, list], text_column: str) -> tuple[list[np.ndarra
             f"The `sampling_rate` column mixes rates {rates} within one batch: resample the clips to one rate "
             "(e.g. `dataset.cast_column`) before extracting features."
         )
-    return clips, {"sampling_rate": rates[0]}
+    # Batches of clips need the padding mask whatever the saved extractor's default (a composite's export
+    # turns it off, since transformers' zero-shot audio pipeline passes the text's attention_mask too).
+    return clips, {"sampling_rate": rates[0], "return_attention_mask": True}
 
 
 def count_patches(inputs, config) -> int:

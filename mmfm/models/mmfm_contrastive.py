@@ -17,7 +17,6 @@ Part of the exportable model folder: imports only torch.
 """
 
 import math
-import warnings
 
 import torch
 import torch.distributed
@@ -51,7 +50,7 @@ def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
         (B * W, ...) the rows of all W processes in rank order, and this process's row offset in it
         (`rank * B`). Without an initialised process group of more than one process: `(x, 0)`.
         The backward pass sums each gathered row's gradient from every process and returns it to the
-        process that produced the row (`torch.distributed.nn.functional.all_gather`).
+        process that produced the row (as `torch.distributed.nn.functional.all_gather` does).
     """
     world_size, rank = _world()
     if world_size == 1:
@@ -64,14 +63,29 @@ def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
             "gather_with_grad needs the same tensor shape on every process (equal local batch sizes); "
             f"got {[tuple(other.tolist()) for other in shapes]} on ranks 0..{world_size - 1}"
         )
-    from torch.distributed.nn.functional import all_gather  # imported only where a process group exists
+    return _AllGatherWithGrad.apply(x), rank * x.shape[0]
 
-    with warnings.catch_warnings():
-        # Deprecated (torch 2.13) in favour of a private `_functional_collectives` API whose autograd support
-        # is recent; this one is autograd-aware on every backend and torch version the models support.
-        warnings.filterwarnings("ignore", message=".*all_gather is deprecated", category=FutureWarning)
-        parts = all_gather(x)
-    return torch.cat(parts, dim=0), rank * x.shape[0]
+
+class _AllGatherWithGrad(torch.autograd.Function):
+    """All-gather whose backward returns to each process the summed gradient of its own rows (what
+    `torch.distributed.nn.functional.all_gather` does, without importing `torch.distributed.nn`, which pulls
+    in RPC and can abort gloo processes at exit). The backward all-reduces the full gradient and slices this
+    process's rows: gloo has no reduce-scatter."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        world_size, rank = _world()
+        parts = [torch.empty_like(x) for _ in range(world_size)]
+        torch.distributed.all_gather(parts, x.contiguous())
+        ctx.rows = (rank * x.shape[0], (rank + 1) * x.shape[0])
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous()
+        torch.distributed.all_reduce(grad)
+        start, end = ctx.rows
+        return grad[start:end]
 
 
 def _check_pair(a: torch.Tensor, b: torch.Tensor) -> None:

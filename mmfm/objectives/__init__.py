@@ -6,6 +6,13 @@ pretraining models compute their losses in `forward` and must load without mmfm;
 public home for everything else.
 """
 
+from ..models.mmfm_contrastive import (
+    clip_loss,
+    clip_loss_full,
+    gather_with_grad,
+    siglip_loss,
+    siglip_loss_full,
+)
 from ..models.mmfm_losses import (
     binary_token_loss,
     info_nce,
@@ -31,6 +38,9 @@ __all__ = [
     "binary_token_loss",
     "causal_lm_loss",
     "check_mask_ratio",
+    "clip_loss",
+    "clip_loss_full",
+    "gather_with_grad",
     "get_objective",
     "info_nce",
     "masked_cross_entropy",
@@ -44,6 +54,8 @@ __all__ = [
     "random_masking_over_batch",
     "random_masking_with_padding",
     "scaled_cosine_error",
+    "siglip_loss",
+    "siglip_loss_full",
     "soft_cross_entropy",
     "token_substitution_loss",
 ]

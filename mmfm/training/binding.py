@@ -251,6 +251,11 @@ def build_binding_task(name: str, section: TaskSection, config: RunConfig, accel
     if training.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     processor = MMFMProcessor.from_model_config(model.config, tokenizer)
+    if {"text", "audio"} <= set(binding.modalities):
+        # transformers' zero-shot audio pipeline calls the model with the text's and the audio's outputs in one
+        # call, so the exported audio extractor must not add a second `attention_mask` by default (one clip
+        # needs none; mmfm's own batches ask for it explicitly).
+        processor["audio"].return_attention_mask = False
     streams = {}
     for modalities, rows in groups.items():
         collate = PairedRowCollator(

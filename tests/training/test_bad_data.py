@@ -24,7 +24,7 @@ from ._runs import (
     write_images,
 )
 
-DEFAULT = Path(__file__).resolve().parents[2] / "recipes" / "configs" / "default.yaml"
+DEFAULT = Path(__file__).resolve().parent / "mlm_demo.yaml"  # an MLM run (the embedded default binds)
 BAD_LINES = [b'{"text": "half a line\n', b'{"text": "caf\xe9 au lait"}\n', b'["a list", "not an object"]\n']
 
 

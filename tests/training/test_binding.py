@@ -144,7 +144,7 @@ def test_anchor_binding_runs_on_two_processes(tmp_path, engine):
     assert sorted(model.encoders) == ["audio", "text", "timeseries", "vision"]
 
 
-BINDING_CONFIGS = ["clip", "siglip", "bind", "lit"]
+BINDING_CONFIGS = ["default", "clip", "siglip", "bind", "lit"]
 
 
 @pytest.mark.parametrize("name", BINDING_CONFIGS)
@@ -189,3 +189,47 @@ def test_binding_recipe_configs_run_and_evaluate(tmp_path, name):
         mae_weights = MMFMVisionForMAE.from_pretrained(mae).encoder.state_dict()
         for key, value in model.encoders["vision"].state_dict().items():
             assert torch.equal(value, mae_weights[key]), key  # the locked tower did not move
+
+
+def test_a_text_audio_export_serves_the_zero_shot_audio_pipeline(tmp_path):
+    import numpy as np
+
+    run_in_process(*binding_run(tmp_path, ["text", "audio"], "pairs", "clip", "training.max_steps=2"))
+    classify = pipeline("zero-shot-audio-classification", model=str(tmp_path / "run" / "model"))
+    clip = np.asarray(load_demo_dataset("audio", "spoken_digits")["test"][0]["audio"], dtype=np.float32)
+    answer = classify(clip, candidate_labels=["zero", "one", "two"], hypothesis_template="{}")
+    assert sorted(a["label"] for a in answer) == ["one", "two", "zero"]
+    assert sum(a["score"] for a in answer) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_binding_export_loads_and_runs_without_mmfm(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from mmfm.data.paired import load_paired_demo
+    from mmfm.processing import MMFMProcessor
+
+    from ._runs import REPO
+
+    run_in_process(*binding_run(tmp_path, ["text", "vision"], "pairs", "siglip", "training.max_steps=2"))
+    folder = tmp_path / "run" / "model"
+    rows = load_paired_demo("digit_captions", "test").select(range(4))
+    processor = MMFMProcessor.from_pretrained(folder)
+    inputs = {
+        "text": dict(processor["text"](list(rows["text"]), padding=True, return_tensors="pt")),
+        "vision": dict(processor["vision"](list(rows["image"]), return_tensors="pt")),
+    }
+    (tmp_path / "export").symlink_to(folder)
+    torch.save(inputs, tmp_path / "export_inputs.pt")
+    model = AutoModel.from_pretrained(folder).eval()
+    with torch.no_grad():
+        expected = model(**inputs).embeddings
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf_home"), "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
+    script = REPO / "tests" / "models" / "_load_without_mmfm.py"
+    subprocess.run([sys.executable, str(script), str(tmp_path), "export"], cwd=tmp_path, env=env, check=True,
+                   timeout=300)  # fmt: skip
+    remote = torch.load(tmp_path / "remote_outputs.pt")["export"]
+    assert remote["module"].startswith("transformers_modules.")
+    for modality in ("text", "vision"):
+        torch.testing.assert_close(remote["embeddings"][modality], expected[modality], rtol=0, atol=0)

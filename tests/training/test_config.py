@@ -22,7 +22,7 @@ from mmfm.training.config import (
 from mmfm.training.tasks import build_model, build_model_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "recipes" / "configs"
-DEFAULT = CONFIGS / "default.yaml"
+DEFAULT = Path(__file__).resolve().parent / "mlm_demo.yaml"  # an MLM run (the embedded default binds)
 
 
 def test_every_recipe_config_parses():

@@ -22,7 +22,7 @@ from mmfm.models.modeling_mmfm_vision_mae import MAEConfig
 from mmfm.training.config import parse_command_line
 from mmfm.training.tasks import build_model
 
-DEFAULT = Path(__file__).resolve().parents[2] / "recipes" / "configs" / "default.yaml"
+DEFAULT = Path(__file__).resolve().parent / "mlm_demo.yaml"  # an MLM run (the embedded default binds)
 TINY = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}
 
 
