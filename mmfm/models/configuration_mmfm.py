@@ -8,7 +8,6 @@ from transformers import PreTrainedConfig
 from .configuration_mmfm_common import ExportableConfigMixin
 from .mmfm_modalities import CONFIG_CLASSES, MODALITIES
 
-
 # Each contrastive loss with its initial log similarity multiplier (CLIP: 1/0.07; SigLIP: 10).
 LOSS_TYPES = {"clip": math.log(1 / 0.07), "siglip": math.log(10.0)}
 

@@ -24,8 +24,8 @@ from transformers import PreTrainedModel, get_scheduler
 from ..data import BadRowLimits, BatchStream, RowCollator, first_row, load_rows, pack_texts
 from ..objectives import Objective, get_objective
 from ..processing import MMFMProcessor
-from .config import RunConfig, TaskSection, TrainingSection, flatten, to_dict
 from .binding import build_binding_task
+from .config import RunConfig, TaskSection, TrainingSection, flatten, to_dict
 from .tasks import build_model, forward_input_names, load_tokenizer
 
 logger = logging.getLogger(__name__)

@@ -94,7 +94,9 @@ def test_composite_rejects_unknown_and_missing_modalities(models):
     batch, _ = make_inputs("composite", tiny_config("composite"))
     with pytest.raises(ValueError, match=r"Unknown input\(s\) \['video'\].*one mapping per modality"):
         models["composite"](text=batch["text"], video={"pixel_values": torch.zeros(1)})
-    with pytest.raises(ValueError, match="`pixel_values` belongs to `vision`, which was also given as a mapping"):
+    with pytest.raises(
+        ValueError, match="`pixel_values` belongs to `vision`, which was also given as a mapping"
+    ):
         models["composite"](vision=batch["vision"], pixel_values=batch["vision"]["pixel_values"])
     with pytest.raises(ValueError, match="`attention_mask` was given without `input_ids`"):
         models["composite"](attention_mask=batch["text"]["attention_mask"], vision=batch["vision"])
