@@ -233,3 +233,16 @@ def test_a_binding_export_loads_and_runs_without_mmfm(tmp_path):
     assert remote["module"].startswith("transformers_modules.")
     for modality in ("text", "vision"):
         torch.testing.assert_close(remote["embeddings"][modality], expected[modality], rtol=0, atol=0)
+
+
+def test_all_pairs_mode_trains_every_pair_its_sources_carry(tmp_path):
+    subsets = ["digit_captions", "spoken_digit_transcripts", "spoken_digit_images"]
+    result = run_in_process(*binding_run(tmp_path, ["text", "vision", "audio"], "all_pairs", "clip",
+                                         "training.max_steps=3", subsets=subsets))  # fmt: skip
+    assert result["steps"] == 3
+    state = json.loads(
+        (tmp_path / "run" / "checkpoints" / "step_00000003" / "trainer_state_0.json").read_text()
+    )
+    assert sorted(state["streams"]["bind"]["streams"]) == ["text+audio", "text+vision", "vision+audio"]
+    emergent = result["evaluation"]["bind"]["emergent"]
+    assert "spoken_digits_to_digit_images" in emergent
