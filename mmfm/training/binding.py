@@ -177,7 +177,8 @@ def build_binding_model(
             raise ValueError(f"`{where}.model.config.{modality}`: {err}") from err
     config = MMFMConfig(
         projection_dim=binding.projection_dim, loss_type=section.objective,
-        gather_negatives=binding.gather_negatives,
+        gather_negatives=binding.gather_negatives, logit_scale_init_value=binding.logit_scale_init,
+        logit_bias_init_value=binding.logit_bias_init,
         **{f"{m}_config": _as_encoder_config(c) for m, c in configs.items()},
     )  # fmt: skip
     model = MMFMModel._from_config(config, attn_implementation=attn_implementation)

@@ -142,6 +142,9 @@ class BindingSection:
             frozen, as LiT's locked image tower); its projection always trains.
         gather_negatives: score each process's rows against the embeddings of every process (gathered with
             gradients); false: negatives from the local batch only.
+        logit_scale_init: initial log similarity multiplier; null: the loss's own (CLIP ln(1/0.07), SigLIP
+            ln 10).
+        logit_bias_init: SigLIP's initial logit bias (the paper's -10, sized for batches of thousands).
     """
 
     modalities: list[str] = field(default_factory=list)
@@ -151,6 +154,8 @@ class BindingSection:
     towers: dict[str, str] = field(default_factory=dict)
     lock: dict[str, int] = field(default_factory=dict)
     gather_negatives: bool = True
+    logit_scale_init: float | None = None
+    logit_bias_init: float = -10.0
 
 
 @dataclass
