@@ -14,7 +14,7 @@ from ._runs import REPO
 TEST_HOME = REPO / ".cache" / "mmfm-tests"
 SUBSETS = [
     "text/corpus", "text/sentiment", "text/newsgroups", "vision/digits", "vision/shapes", "audio/spoken_digits", "audio/spoken_words",
-    "audio/speech_captions", "graph/molecules", "timeseries/ucr", "timeseries/captioned",
+    "audio/speech_captions", "graph/molecules", "graph/molecule_names", "timeseries/ucr", "timeseries/captioned",
 ]  # fmt: skip
 
 
