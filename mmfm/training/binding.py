@@ -27,6 +27,7 @@ from transformers import PreTrainedModel
 
 from ..data import BatchStream, first_row, load_local
 from ..data.paired import PairedRowCollator, load_paired_demo, paired_modalities
+from ..evaluation.binding_demo import processor_options
 from ..modalities import get_modality
 from ..models import ENCODER_CLASSES, MMFMConfig, MMFMModel
 from ..processing import MMFMProcessor
@@ -191,15 +192,6 @@ def build_binding_model(
     return model
 
 
-def _processor_options(modalities: tuple[str, ...]) -> dict[str, dict[str, Any]]:
-    """Each modality's processor options, as its default objective sets them (e.g. truncate long series to the
-    encoder's context)."""
-    from ..objectives import get_objective
-
-    options = {m: dict(get_objective(get_modality(m).default_objective).processor_kwargs) for m in modalities}
-    return {m: o for m, o in options.items() if o and not get_modality(m).tokenized}
-
-
 def _as_encoder_config(config):
     """A saved model's config as a tower's (its pretraining objective and heads stay behind)."""
     from ..models.modeling_mmfm import _encoder_config
@@ -261,7 +253,7 @@ def build_binding_task(name: str, section: TaskSection, config: RunConfig, accel
     for modalities, rows in groups.items():
         collate = PairedRowCollator(
             processor, modalities, where, text_column=data.text_column, max_length=data.max_length,
-            on_bad_sample=data.on_bad_sample, processor_kwargs=_processor_options(modalities),
+            on_bad_sample=data.on_bad_sample, processor_kwargs=processor_options(modalities),
         )  # fmt: skip
         streams["+".join(modalities)] = BatchStream(
             rows, collate, training.per_device_batch_size, accelerator.process_index, accelerator.num_processes,

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import torch
 from accelerate import Accelerator
 from transformers import AutoModel
 
@@ -74,75 +73,23 @@ def _evaluate_task(task: Task, folder: str, accelerator: Accelerator) -> dict[st
     return results
 
 
-# Zero-shot classification on the labelled paired demo subsets: (modality, class names (None: the label
-# column's), prompt templates shaped like the subset's captions).
-ZERO_SHOT_DEMO = {
-    "digit_captions": ("vision", ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"],
-                       ("a handwritten digit {}",)),
-    "shapes_captions": ("vision", None, ("a small {}", "a large {}")),
-    "spoken_digit_transcripts": ("audio", None, ("{}",)),
-    "spoken_word_transcripts": ("audio", None, ("{}",)),
-    "series_captions": ("timeseries", None, ("a {} series", "a noisy {} series")),
-}  # fmt: skip
-# Rows per evaluated set: retrieval over all test rows of a small demo subset, capped for larger ones.
-BINDING_MAX_SAMPLES = 500
-
-
 def _binding_on_demo(task: Task) -> bool:
     return task.section.binds and task.section.data.source == "demo" and task.section.evaluation != []
 
 
 def _evaluate_binding_task(task: Task, folder: str, accelerator: Accelerator) -> dict[str, Any]:
-    """Retrieval on the test split of every paired subset the task trained on, zero-shot classification on
-    the labelled ones, and emergent audio<->image retrieval (spoken digits and digit images, never paired in
-    training) when the model has both towers; each next to chance and to the same model at random
-    initialisation."""
-    from ..data.paired import load_paired_demo
-    from ..evaluation import EmergentSet, ZeroShotSet, evaluate_binding
-    from .binding import _processor_options
+    """Retrieval, zero-shot and emergent evaluation of the exported composite on the test splits of the
+    paired demo subsets it trained on (`mmfm.evaluation.binding_demo`)."""
+    from ..evaluation.binding_demo import evaluate_binding_export, summary
 
-    model = AutoModel.from_pretrained(folder).to(accelerator.device).eval()
-    processor = MMFMProcessor.from_pretrained(folder)
-    modalities = tuple(model.config.modalities)
-    subsets = task.section.data.subsets
-    pairs = {name: load_paired_demo(name, "test") for name in subsets}
-    zero_shot = {
-        name: ZeroShotSet(pairs[name], modality, "label", class_names, templates)
-        for name, (modality, class_names, templates) in ZERO_SHOT_DEMO.items()
-        if name in pairs and modality in modalities and "text" in modalities
-    }
-    emergent = {}
-    if {"audio", "vision"} <= set(modalities):
-        both = load_paired_demo("spoken_digit_images", "test")
-        emergent["spoken_digits_to_digit_images"] = EmergentSet(both, "audio", both, "vision")
-    torch.manual_seed(0)
-    random_init = type(model)(model.config).to(accelerator.device).eval()
-    report = evaluate_binding(
-        model, processor, pairs=pairs, zero_shot=zero_shot, emergent=emergent, random_init_model=random_init,
-        max_samples=BINDING_MAX_SAMPLES, text_column=task.section.data.text_column,
-        processor_kwargs={**_processor_options(modalities), "text": {"truncation": True,
-                                                                      "max_length": task.section.data.max_length}},
-    )  # fmt: skip
+    data = task.section.data
+    report = evaluate_binding_export(
+        folder, data.subsets, accelerator.device, max_length=data.max_length, text_column=data.text_column
+    )
     for kind in ("retrieval", "zero_shot", "emergent"):
         for name, entry in report.get(kind, {}).items():
-            logger.info("Binding evaluation of %s, %s %s: %s", task.name, kind, name, _binding_summary(entry))
+            logger.info("Binding evaluation of %s, %s %s: %s", task.name, kind, name, summary(entry))
     return report
-
-
-def _binding_summary(entry: dict[str, Any]) -> str:
-    """`recall@1 0.420 (random init 0.050, chance 0.050), ...` of one report entry (cells one level deep or
-    under a retrieval direction)."""
-    cells = {}
-    for key, value in entry.items():
-        if isinstance(value, dict) and "model" in value:
-            cells[key] = value
-        elif isinstance(value, dict):
-            cells.update({f"{key} {k}": v for k, v in value.items() if isinstance(v, dict) and "model" in v})
-    return ", ".join(
-        f"{name} {cell['model']:.3f} (random init {cell.get('random_init', float('nan')):.3f}, "
-        f"chance {cell['chance']:.3f})"
-        for name, cell in cells.items()
-    )
 
 
 def _summary(report: dict[str, Any]) -> str:

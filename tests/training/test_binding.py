@@ -267,3 +267,18 @@ def test_a_briefly_trained_model_names_held_out_digits_through_the_pipeline(tmp_
         for row in test
     )
     assert right >= 7, f"{right} of 20 held-out digits named right"  # 11 here; by chance 7+ has p < 0.003
+
+
+def test_the_binding_evaluation_runs_standalone_on_an_export(tmp_path, capsys):
+    from mmfm.evaluation.binding_demo import main
+
+    run_in_process(*binding_run(tmp_path, ["text", "vision"], "pairs", "clip", "training.max_steps=2",
+                                "tasks.bind.evaluation=[]"))  # fmt: skip
+    report_path = tmp_path / "report.json"
+    main([str(tmp_path / "run" / "model"), "--subsets", "digit_captions", "--output", str(report_path)])
+    report = json.loads(report_path.read_text())
+    assert report["zero_shot"]["digit_captions"]["accuracy"]["chance"] == pytest.approx(0.1)
+    assert "text_to_vision" in report["retrieval"]["digit_captions"]
+    assert "zero_shot digit_captions: accuracy" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="Unknown paired demo subset"):
+        main([str(tmp_path / "run" / "model"), "--subsets", "photos_of_cats"])
