@@ -27,8 +27,8 @@ logger = logging.getLogger(__name__)
 
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 # Zero-shot classification on the labelled paired demo subsets: (modality, class names (None: the label
-# column's), prompt templates shaped like the subset's captions). The molecules' classes (TPSA bins) and the
-# UCR sets' classes have no captions a prompt could match, so they are not here.
+# column's), prompt templates shaped like the subset's captions). The molecules' classes (TPSA bins) have no
+# caption a prompt could match; the UCR sets' classes do (`UCR_ZERO_SHOT`).
 ZERO_SHOT_DEMO = {
     "digit_captions": ("vision", DIGITS, ("a handwritten digit {}",)),
     "shapes_captions": ("vision", None, ("a small {}", "a large {}")),
@@ -36,6 +36,9 @@ ZERO_SHOT_DEMO = {
     "spoken_word_transcripts": ("audio", None, ("{}",)),
     "series_captions": ("timeseries", None, ("a {} series", "a noisy {} series")),
 }
+# Univariate UCR sets of the demo corpus, classified zero-shot by their classes' own captions (e.g. "outline of a
+# leaf of vine maple (Acer circinatum)") when a model binds time series to text.
+UCR_ZERO_SHOT = ("GunPoint", "ItalyPowerDemand", "ArrowHead", "OSULeaf")
 # Rows per evaluated set: all test rows of a small demo subset, capped for larger ones.
 MAX_SAMPLES = 500
 
@@ -71,17 +74,36 @@ def evaluate_binding_export(
         for name, (modality, class_names, templates) in ZERO_SHOT_DEMO.items()
         if name in pairs and modality in modalities and "text" in modalities
     }
+    if {"text", "timeseries"} <= set(modalities):
+        zero_shot.update(_ucr_zero_shot_sets())
     emergent = {}
     if {"audio", "vision"} <= set(modalities):
         both = load_paired_demo("spoken_digit_images", "test")
         emergent["spoken_digits_to_digit_images"] = EmergentSet(both, "audio", both, "vision")
     torch.manual_seed(0)
     random_init = type(model)(model.config).to(device).eval()
+    if "text" in modalities:  # never longer than the text tower's positions
+        max_length = min(max_length, model.config.text_config.max_position_embeddings)
     options = {**processor_options(modalities), "text": {"truncation": True, "max_length": max_length}}
     return evaluate_binding(
         model, processor, pairs=pairs, zero_shot=zero_shot, emergent=emergent, random_init_model=random_init,
         max_samples=MAX_SAMPLES, text_column=text_column, processor_kwargs=options, output_path=output_path,
     )  # fmt: skip
+
+
+def _ucr_zero_shot_sets() -> dict[str, ZeroShotSet]:
+    """One zero-shot set per univariate UCR set: its test rows, its classes named by their captions."""
+    from ..data.demo import load_demo_dataset
+
+    test = load_demo_dataset("timeseries", "ucr")["test"]
+    sets = {}
+    for name in UCR_ZERO_SHOT:
+        rows = test.select([i for i, dataset in enumerate(test["dataset"]) if dataset == name])
+        if not len(rows):
+            continue
+        captions = sorted(set(rows["caption"]), key=list(rows["caption"]).index)
+        sets[f"ucr/{name}"] = ZeroShotSet(rows, "timeseries", "caption", captions, ("{}",))
+    return sets
 
 
 def summary(entry: dict[str, Any]) -> str:

@@ -185,6 +185,7 @@ def test_binding_recipe_configs_run_and_evaluate(tmp_path, name):
     assert report["zero_shot"], "no zero-shot evaluation"
     if name == "bind":
         assert "spoken_digits_to_digit_images" in report["emergent"]
+        assert {"ucr/GunPoint", "ucr/OSULeaf"} <= set(report["zero_shot"])  # classes named by their captions
     if name == "lit":
         model = AutoModel.from_pretrained(tmp_path / "run" / "model")
         mae_weights = MMFMVisionForMAE.from_pretrained(mae).encoder.state_dict()
