@@ -746,7 +746,7 @@ def parse_command_line(argv: list[str], default: str | Path | None = None) -> Ru
     """
     parser = argparse.ArgumentParser(
         description="mmfm self-supervised pretraining. Fields are overridden with key=value, e.g. "
-        "training.max_steps=100 tasks.mlm.model.preset=small.",
+        "training.max_steps=100 training.learning_rate=3e-4.",
         epilog=describe_keys(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
