@@ -1,7 +1,5 @@
-"""The binding evaluation of an exported `MMFMModel` on the paired demo corpus, end of run or standalone:
-
-    python -m mmfm.evaluation.binding_demo outputs/bind/model --subsets shapes_captions digit_captions \
-        --output outputs/bind/binding_eval.json
+"""The binding evaluation of an exported `MMFMModel` on the paired demo corpus, end of run or standalone
+(`python -m mmfm.evaluation`, see `mmfm/evaluation/__main__.py`).
 
 Retrieval in both directions on the test split of every named paired subset, zero-shot classification on
 the labelled ones (prompt templates shaped like their captions), and, when the model has audio and vision
@@ -11,7 +9,6 @@ every number next to the same model at random initialisation and to chance (`eva
 
 from __future__ import annotations
 
-import argparse
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -122,28 +119,4 @@ def summary(entry: dict[str, Any]) -> str:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("model", help="a folder an MMFMModel was saved to (e.g. outputs/default/model)")
-    parser.add_argument(
-        "--subsets", nargs="+", required=True, help=f"paired demo subsets: {sorted(PAIRED_DEMO_SUBSETS)}"
-    )
-    parser.add_argument("--output", default=None, help="write the report as JSON here")
-    parser.add_argument("--max-length", type=int, default=64, help="longest text in tokens")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    report = evaluate_binding_export(
-        args.model, args.subsets, device, args.max_length, output_path=args.output
-    )
-    for kind in ("retrieval", "zero_shot", "emergent"):
-        for name, entry in report.get(kind, {}).items():
-            print(f"{kind} {name}: {summary(entry)}")
-    return report
-
-
-if __name__ == "__main__":
-    main()
-
-
-__all__ = ["ZERO_SHOT_DEMO", "evaluate_binding_export", "main", "processor_options", "summary"]
+__all__ = ["ZERO_SHOT_DEMO", "evaluate_binding_export", "processor_options", "summary"]

@@ -271,7 +271,7 @@ def test_a_briefly_trained_model_names_held_out_digits_through_the_pipeline(tmp_
 
 
 def test_the_binding_evaluation_runs_standalone_on_an_export(tmp_path, capsys):
-    from mmfm.evaluation.binding_demo import main
+    from mmfm.evaluation.__main__ import main
 
     run_in_process(*binding_run(tmp_path, ["text", "vision"], "pairs", "clip", "training.max_steps=2",
                                 "tasks.bind.evaluation=[]"))  # fmt: skip
