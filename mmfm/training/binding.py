@@ -30,6 +30,7 @@ from ..data.paired import PairedRowCollator, load_paired_demo, paired_modalities
 from ..evaluation.binding_demo import processor_options
 from ..modalities import get_modality
 from ..models import ENCODER_CLASSES, MMFMConfig, MMFMModel
+from ..models.modeling_mmfm import _encoder_config
 from ..processing import MMFMProcessor
 from .config import RunConfig, TaskSection
 from .tasks import forward_input_names, load_tokenizer
@@ -180,7 +181,7 @@ def build_binding_model(
         projection_dim=binding.projection_dim, loss_type=section.objective,
         gather_negatives=binding.gather_negatives, logit_scale_init_value=binding.logit_scale_init,
         logit_bias_init_value=binding.logit_bias_init,
-        **{f"{m}_config": _as_encoder_config(c) for m, c in configs.items()},
+        **{f"{m}_config": _encoder_config(c) for m, c in configs.items()},
     )  # fmt: skip
     model = MMFMModel._from_config(config, attn_implementation=attn_implementation)
     for modality, encoder in saved.items():
@@ -190,13 +191,6 @@ def build_binding_model(
         model.lock_tower(modality, unlocked)
         logger.info("%s: the %s tower is locked (last %d block(s) train).", where, modality, unlocked)
     return model
-
-
-def _as_encoder_config(config):
-    """A saved model's config as a tower's (its pretraining objective and heads stay behind)."""
-    from ..models.modeling_mmfm import _encoder_config
-
-    return _encoder_config(config)
 
 
 def _copy_weights(target: torch.nn.Module, source: torch.nn.Module) -> None:

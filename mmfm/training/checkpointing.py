@@ -37,7 +37,8 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import broadcast_object_list
+
+from .collective import any_process, main_process_result
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ def save_checkpoint(
             tmp.mkdir(parents=True)
     except OSError as err:
         failure = err
-    if not _any_process(accelerator, failure is not None):
+    if not any_process(accelerator, failure is not None):
         try:
             accelerator.save_state(str(tmp))
             _write_json(tmp / f"trainer_state_{accelerator.process_index}.json", trainer_state)
@@ -107,12 +108,12 @@ def save_checkpoint(
         except OSError as err:
             failure = err
     # Every process has written its files (or failed) once all agree; only then is the manifest written.
-    if not _any_process(accelerator, failure is not None) and accelerator.is_main_process:
+    if not any_process(accelerator, failure is not None) and accelerator.is_main_process:
         try:
             _write_json(tmp / MANIFEST, {"step": step, "files": _describe_files(tmp)})
         except OSError as err:
             failure = err
-    if _any_process(accelerator, failure is not None):
+    if any_process(accelerator, failure is not None):
         if accelerator.is_main_process:
             shutil.rmtree(tmp, ignore_errors=True)
         raise CheckpointError(_save_failure_message(root, step, failure))
@@ -144,14 +145,6 @@ def _save_failure_message(root: Path, step: int, failure: OSError | None) -> str
         f"Could not save the checkpoint of step {step} under {root} ({cause}); the partial copy was removed. "
         f"{kept}: free disk space (or fix the folder's permissions) and run the same command to continue."
     )
-
-
-def _any_process(accelerator: Accelerator, flag: bool) -> bool:
-    """Whether `flag` holds on any process (one small all-reduce; every process must call it)."""
-    if accelerator.num_processes == 1:
-        return flag
-    total = accelerator.reduce(torch.tensor([float(flag)], device=accelerator.device), reduction="sum")
-    return bool(total.item() > 0)
 
 
 def _describe_files(folder: Path) -> dict[str, dict[str, Any]]:
@@ -212,29 +205,28 @@ def newest_intact_checkpoint(accelerator: Accelerator, root: str | os.PathLike) 
     Raises:
         CheckpointError: there are checkpoints but none is intact.
     """
-    chosen: list[Any] = [None]
-    if accelerator.is_main_process:
+
+    def newest_intact() -> str | None:
         found = complete_checkpoints(root)
         damaged = []
         for folder in reversed(found):
             problems = verify_checkpoint(folder)
             if not problems:
-                chosen[0] = str(folder)
-                break
+                return str(folder)
             damaged.append(f"{folder.name}: {'; '.join(problems)}")
             logger.warning(
                 "Checkpoint %s is damaged (%s); trying the one before it.", folder, "; ".join(problems)
             )
-        if found and chosen[0] is None:
-            chosen[0] = CheckpointError(
+        if found:
+            raise CheckpointError(
                 f"No intact checkpoint under {root} to resume from ({' | '.join(damaged)}). Resume from another "
                 "copy with `checkpointing.resume=<folder>`, or start over with `overwrite_output_dir=true`."
             )
-    if accelerator.num_processes > 1:
-        broadcast_object_list(chosen)  # the same folder, or the same error, on every process
-    if isinstance(chosen[0], CheckpointError):
-        raise chosen[0]
-    return Path(chosen[0]) if chosen[0] is not None else None
+        return None
+
+    # The same folder, or the same error, on every process.
+    chosen = main_process_result(accelerator, newest_intact, errors=(CheckpointError,))
+    return Path(chosen) if chosen is not None else None
 
 
 # ---------------------------------------------------------------------------------------------- loading

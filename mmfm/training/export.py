@@ -10,8 +10,8 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import broadcast_object_list
 
+from .collective import main_process_result
 from .setup import Task
 
 logger = logging.getLogger(__name__)
@@ -41,23 +41,19 @@ def export_models(
     else:
         state = accelerator.get_state_dict(model)
     targets = {name: folder if len(tasks) == 1 else folder / name for name in tasks}
-    # The main process writes; its verdict is shared so that every process raises the same error.
-    verdict: list[str | None] = [None]
-    if accelerator.is_main_process:
+
+    def write() -> None:
+        _check_finite(state)
         try:
-            _check_finite(state)
             _save(tasks, state, targets)
-        except ValueError as err:
-            verdict[0] = str(err)
         except OSError as err:
-            verdict[0] = (
+            raise ValueError(
                 f"Could not write the exported model under {folder} ({type(err).__name__}: {err}). The run's "
                 "final checkpoint is intact: free disk space and run the same command, which exports it again."
-            )
-    if accelerator.num_processes > 1:
-        broadcast_object_list(verdict)
-    if verdict[0] is not None:
-        raise ValueError(verdict[0])
+            ) from err
+
+    # The main process writes; its error, if any, is raised on every process.
+    main_process_result(accelerator, write)
     accelerator.wait_for_everyone()
     return {name: str(path) for name, path in targets.items()}
 

@@ -31,13 +31,12 @@ import shutil
 import socket
 import time
 from pathlib import Path
-from typing import Any
 
 import yaml
 from accelerate import Accelerator
-from accelerate.utils import broadcast_object_list
 
 from .checkpointing import complete_checkpoints
+from .collective import main_process_result
 from .config import RunConfig, flatten, to_dict
 
 logger = logging.getLogger(__name__)
@@ -105,21 +104,23 @@ def prepare_output_dir(config: RunConfig, accelerator: Accelerator) -> RunFolder
             a different run (the differing fields listed), or checkpoints while `checkpointing.resume` is
             `none`.
     """
-    verdict: list[Any] = [None]
-    lock_fd = None
-    if accelerator.is_main_process:
-        try:
-            lock_fd = _prepare(config)
-        except (ValueError, OSError) as err:
-            verdict[0] = f"{type(err).__name__}: {err}" if isinstance(err, OSError) else str(err)
-    if accelerator.num_processes > 1:
-        broadcast_object_list(verdict)
-    if verdict[0] is not None:
-        raise ValueError(verdict[0])
-    return RunFolder(config, accelerator, lock_fd)
+    lock_fd = main_process_result(accelerator, lambda: _prepare(config))
+    return RunFolder(config, accelerator, lock_fd if accelerator.is_main_process else None)
 
 
 def _prepare(config: RunConfig) -> int:
+    """`prepare_output_dir` on the main process: the checks and changes; returns the held lock's descriptor.
+
+    Raises:
+        ValueError: as `prepare_output_dir` (a file system error too, with its type named).
+    """
+    try:
+        return _prepare_folder(config)
+    except OSError as err:
+        raise ValueError(f"{type(err).__name__}: {err}") from err
+
+
+def _prepare_folder(config: RunConfig) -> int:
     out = check_safe_output_dir(config.output_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"`output_dir` {out} is a file, not a folder: choose a folder path.")

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from ..data import BadRowCounter, BadRowLimits
 from .checkpointing import checkpoint_name, load_checkpoint, newest_intact_checkpoint, save_checkpoint
+from .collective import any_process
 from .config import RunConfig
 from .export import export_models
 from .metrics import ThroughputMeter, count_flops, peak_flops_per_second, peak_memory_bytes
@@ -262,14 +263,12 @@ class Trainer:
             if self.accelerator.num_processes == 1:
                 raise
             error = err
-        if self.accelerator.num_processes > 1:
-            flag = torch.tensor([float(error is not None)], device=self.accelerator.device)
-            if self.accelerator.reduce(flag, reduction="sum").item() > 0:
-                messages = gather_object([None if error is None else f"{type(error).__name__}: {error}"])
-                if error is not None:
-                    raise error
-                rank, message = next((r, m) for r, m in enumerate(messages) if m is not None)
-                raise ValueError(f"Process {rank} stopped on its data, so every process stops: {message}")
+        if any_process(self.accelerator, error is not None):
+            messages = gather_object([None if error is None else f"{type(error).__name__}: {error}"])
+            if error is not None:
+                raise error
+            rank, message = next((r, m) for r, m in enumerate(messages) if m is not None)
+            raise ValueError(f"Process {rank} stopped on its data, so every process stops: {message}")
         return result
 
     def _next_inputs(self, task: Task) -> tuple[dict[str, torch.Tensor], int]:
@@ -282,6 +281,8 @@ class Trainer:
                 names the first and the last of them (row, column, value, error).
         """
         bad_rows = self.bad_rows[task.name]
+        # Capped: a batch without a usable row adds its skipped rows (at least one) to the run of bad rows,
+        # which `bad_rows.bad` stops past `max_bad_rows_in_a_row`; a batch without any row raises below.
         while True:
             batch = next(task.stream)
             self.counters["skipped_samples"] += batch["num_skipped"]
