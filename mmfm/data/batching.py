@@ -26,8 +26,65 @@ from .bad_rows import ROW_INDEX, BadRow, error_text, short_repr
 
 logger = logging.getLogger(__name__)
 
+# What a processor raises for a row it refuses (a bad sample, not a bug of the batch).
+PROCESSING_ERRORS = (ValueError, TypeError, OSError, KeyError, IndexError)
 
-class RowCollator:
+
+class SkippingCollator:
+    """What every mmfm `collate_fn` does with bad rows: count the ones rows carry (`CARRIER_COLUMNS`), screen
+    each row, process the batch whole and, only when that fails, row by row to drop (and describe) the rows
+    the processor refuses; a batch whose every row is fine alone re-raises its error.
+
+    Subclasses set `where`, `on_bad_sample` and `unit` and define `_process(rows)`, `_error(row)` (why the
+    processor refuses one row, None when it accepts it), `_describe(position, index, row, error) -> BadRow`
+    and `_refuse(refused, cause)` (what `on_bad_sample="raise"` does with refused rows); `_screen` may drop
+    rows before processing.
+    """
+
+    unit = "row"
+    where: str
+    on_bad_sample: str
+
+    def __call__(self, rows: list[dict]) -> dict[str, Any]:
+        skipped, bad, kept = 0, [], []
+        for position, row in enumerate(rows):
+            skipped += int(row.pop("num_skipped", 0) or 0)
+            carried = row.pop("skipped_rows", None)
+            if carried:
+                bad.append(carried)
+            index = row.pop(ROW_INDEX, None)
+            screened = self._screen(position, index, row)
+            if screened is None:
+                kept.append((position, index, row))
+            elif screened is not False:  # a bad row found before processing
+                self._refuse([screened], None)
+                bad.append(screened)
+                skipped += 1
+        if not kept:
+            return self._batch(None, 0, skipped, bad)
+        try:
+            return self._batch(self._process([row for _, _, row in kept]), len(kept), skipped, bad)
+        except PROCESSING_ERRORS as err:
+            errors = [(position, index, row, self._error(row)) for position, index, row in kept]
+            refused = [self._describe(p, i, row, e) for p, i, row, e in errors if e is not None]
+            self._refuse(refused, err)
+            if not refused:
+                raise  # every row is fine alone: the batch itself is the problem, not a sample
+            good = [row for _, _, row, e in errors if e is None]
+            logger.warning("Skipped %d bad %s(s) of %s: %s", len(refused), self.unit, self.where, refused[0])
+            inputs = self._process(good) if good else None
+            return self._batch(inputs, len(good), skipped + len(refused), bad + refused)
+
+    def _screen(self, position: int, index: int | None, row: dict) -> BadRow | bool | None:
+        """Before processing: None keeps `row`, False drops it uncounted, a `BadRow` drops and counts it."""
+        return None
+
+    @staticmethod
+    def _batch(inputs: Any, num_rows: int, num_skipped: int, bad_rows: list) -> dict[str, Any]:
+        return {"inputs": inputs, "num_rows": num_rows, "num_skipped": num_skipped, "bad_rows": bad_rows}
+
+
+class RowCollator(SkippingCollator):
     """DataLoader `collate_fn`: a list of rows -> the batch one task's model needs (before text masking).
 
     Returns a dict with `inputs` (processor outputs; for tokenized modalities a list of token-id lists,
@@ -58,46 +115,22 @@ class RowCollator:
         )
         self.text_column, self.max_length, self.on_bad_sample = text_column, max_length, on_bad_sample
 
-    def __call__(self, rows: list[dict]) -> dict[str, Any]:
-        skipped, bad, kept = 0, [], []
-        for position, row in enumerate(rows):
-            skipped += int(row.pop("num_skipped", 0) or 0)
-            carried = row.pop("skipped_rows", None)
-            if carried:
-                bad.append(carried)
-            index = row.pop(ROW_INDEX, None)
-            if "input_ids" in row and not len(row["input_ids"]):
-                continue  # packing's count carriers
-            kept.append((position, index, row))
-        if not kept:
-            return self._batch(None, 0, skipped, bad)
-        try:
-            return self._batch(self._process([row for _, _, row in kept]), len(kept), skipped, bad)
-        except (ValueError, TypeError, OSError, KeyError, IndexError) as err:
-            errors = [(position, index, row, self._error(row)) for position, index, row in kept]
-            refused = [self._describe(p, i, row, e) for p, i, row, e in errors if e is not None]
-            if self.on_bad_sample == "raise":
-                first = str(refused[0]) if refused else error_text(err)
-                raise ValueError(
-                    f"A batch of `{self.where}` could not be processed ({first}). Set "
-                    f"`{self.where}.data.on_bad_sample=skip` to drop and count bad rows instead."
-                ) from err
-            if not refused:
-                raise  # every row is fine alone: the batch itself is the problem, not a sample
-            good = [row for _, _, row, e in errors if e is None]
-            logger.warning("Skipped %d bad row(s) of %s: %s", len(refused), self.where, refused[0])
-            inputs = self._process(good) if good else None
-            return self._batch(inputs, len(good), skipped + len(refused), bad + refused)
+    def _screen(self, position: int, index: int | None, row: dict) -> bool | None:
+        return False if "input_ids" in row and not len(row["input_ids"]) else None  # packing's count carriers
 
-    @staticmethod
-    def _batch(inputs: Any, num_rows: int, num_skipped: int, bad_rows: list) -> dict[str, Any]:
-        return {"inputs": inputs, "num_rows": num_rows, "num_skipped": num_skipped, "bad_rows": bad_rows}
+    def _refuse(self, refused: list[BadRow], cause: BaseException | None) -> None:
+        if self.on_bad_sample == "raise":
+            first = str(refused[0]) if refused else error_text(cause)
+            raise ValueError(
+                f"A batch of `{self.where}` could not be processed ({first}). Set "
+                f"`{self.where}.data.on_bad_sample=skip` to drop and count bad rows instead."
+            ) from cause
 
     def _error(self, row: dict) -> BaseException | None:
         """Why the processor refuses `row` alone (None when it accepts it)."""
         try:
             self._process([dict(row)])
-        except (ValueError, TypeError, OSError, KeyError, IndexError) as err:
+        except PROCESSING_ERRORS as err:
             return err
         return None
 
@@ -248,4 +281,11 @@ class BatchStream:
         return iter(DataLoader(IndexedRows(self.rows), batch_sampler=sampler, **common))
 
 
-__all__ = ["BatchStream", "EpochBatchSampler", "IndexedRows", "RowCollator"]
+__all__ = [
+    "PROCESSING_ERRORS",
+    "BatchStream",
+    "EpochBatchSampler",
+    "IndexedRows",
+    "RowCollator",
+    "SkippingCollator",
+]

@@ -29,7 +29,8 @@ import numpy as np
 from datasets import Dataset
 
 from ..modalities import get_modality, modality_specs
-from .bad_rows import ROW_INDEX, BadRow, error_text, short_repr
+from .bad_rows import BadRow, error_text, short_repr
+from .batching import PROCESSING_ERRORS, SkippingCollator
 from .demo import load_demo_dataset
 from .demo.sources import TEST_FRACTION, subset_rng
 
@@ -38,8 +39,6 @@ logger = logging.getLogger(__name__)
 PAIRED_SPLITS = ("train", "test")
 # Seeds the 80/20 split of sources without a test split, and the image chosen for each spoken digit.
 PAIRED_SEED = 0
-# What processing a side of a pair raises for a bad value (the same errors `RowCollator` treats as bad rows).
-PROCESSING_ERRORS = (ValueError, TypeError, OSError, KeyError, IndexError)
 
 
 def paired_modalities(column_names: Iterable[str], text_column: str = "text") -> tuple[str, ...]:
@@ -223,7 +222,7 @@ def load_paired_demo(name: str, split: str = "train", root: str | os.PathLike | 
 # ----------------------------------------------------------------------------------------------- collator
 
 
-class PairedRowCollator:
+class PairedRowCollator(SkippingCollator):
     """DataLoader `collate_fn`: a list of paired rows -> every side's processor outputs, bad pairs dropped.
 
     Returns a dict with `inputs` (`{modality: {name: tensor}}`, e.g. text `input_ids`/`attention_mask`
@@ -283,47 +282,18 @@ class PairedRowCollator:
         self.text_column, self.max_length, self.on_bad_sample = text_column, max_length, on_bad_sample
         self.processor_kwargs = {m: dict(options) for m, options in (processor_kwargs or {}).items()}
 
-    def __call__(self, rows: list[dict]) -> dict[str, Any]:
-        skipped, bad, kept = 0, [], []
-        for position, row in enumerate(rows):
-            skipped += int(row.pop("num_skipped", 0) or 0)
-            carried = row.pop("skipped_rows", None)
-            if carried:
-                bad.append(carried)
-            index = row.pop(ROW_INDEX, None)
-            missing = self._missing_side(position, index, row)
-            if missing is not None:
-                self._refuse(missing)
-                bad.append(missing)
-                skipped += 1
-                continue
-            kept.append((position, index, row))
-        if not kept:
-            return self._batch(None, 0, skipped, bad)
-        try:
-            return self._batch(self._process([row for _, _, row in kept]), len(kept), skipped, bad)
-        except PROCESSING_ERRORS as err:
-            errors = [(position, index, row, self._error(row)) for position, index, row in kept]
-            refused = [self._describe(p, i, row, *e) for p, i, row, e in errors if e is not None]
-            if not refused:
-                raise  # every pair is fine alone: the batch itself is the problem, not a sample
-            self._refuse(refused[0], err)
-            good = [row for _, _, row, e in errors if e is None]
-            logger.warning("Skipped %d bad pair(s) of %s: %s", len(refused), self.where, refused[0])
-            inputs = self._process(good) if good else None
-            return self._batch(inputs, len(good), skipped + len(refused), bad + refused)
+    unit = "pair"
 
-    @staticmethod
-    def _batch(inputs: Any, num_rows: int, num_skipped: int, bad_rows: list) -> dict[str, Any]:
-        return {"inputs": inputs, "num_rows": num_rows, "num_skipped": num_skipped, "bad_rows": bad_rows}
+    def _screen(self, position: int, index: int | None, row: dict) -> BadRow | None:
+        return self._missing_side(position, index, row)
 
-    def _refuse(self, bad: BadRow, cause: BaseException | None = None) -> None:
+    def _refuse(self, refused: list[BadRow], cause: BaseException | None) -> None:
         """With `on_bad_sample="raise"`, stop at the first bad pair."""
-        if self.on_bad_sample == "raise":
+        if refused and self.on_bad_sample == "raise":
             section = self.where if self.where.endswith(".data") else f"{self.where}.data"
             raise ValueError(
-                f"A batch of `{self.where}` holds a bad pair ({bad}). Set `{section}.on_bad_sample=skip` to "
-                "drop and count bad pairs instead."
+                f"A batch of `{self.where}` holds a bad pair ({refused[0]}). Set `{section}.on_bad_sample=skip` "
+                "to drop and count bad pairs instead."
             ) from cause
 
     def _side_columns(self, modality: str, row: Mapping[str, Any]) -> list[str]:
@@ -356,8 +326,9 @@ class PairedRowCollator:
         return None
 
     def _describe(
-        self, position: int, index: int | None, row: dict, modality: str, err: BaseException
+        self, position: int, index: int | None, row: dict, error: tuple[str, BaseException]
     ) -> BadRow:
+        modality, err = error
         columns = self._side_columns(modality, row)
         if len(columns) == 1:
             column, value = repr(columns[0]), row[columns[0]]
