@@ -349,6 +349,27 @@ def apply_override(tree: dict, path: list[str], value: Any) -> None:
     node[path[-1]] = value
 
 
+def resolve_config_path(path: str | Path) -> Path:
+    """A run YAML by path, or by the name of a config shipped with mmfm (`mae`, `mae.yaml`), so an installed
+    `mmfm-pretrain --config mae` finds its recipe without a checkout.
+
+    Raises:
+        FileNotFoundError: neither a file nor a shipped config; the message lists the shipped ones.
+    """
+    from ..recipes import CONFIGS, shipped_configs  # the recipes package imports training, not the reverse
+
+    source = Path(path)
+    if source.is_file():
+        return source
+    shipped = CONFIGS / (source.name if source.suffix == ".yaml" else f"{source.name}.yaml")
+    if source.parent == Path(".") and shipped.is_file():
+        return shipped
+    raise FileNotFoundError(
+        f"Config file {str(source)!r} does not exist, and it is not the name of a config shipped with mmfm "
+        f"({', '.join(shipped_configs())})."
+    )
+
+
 def load_config(
     path: str | Path | None, overrides: list[str] = (), default: str | Path | None = None
 ) -> RunConfig:
@@ -359,11 +380,9 @@ def load_config(
         ValueError/TypeError: an unknown key (the message lists the valid ones), a value of the wrong type
             or outside its choices, or an inconsistent run (e.g. no task).
     """
-    source = Path(path if path is not None else default) if (path or default) else None
+    source = resolve_config_path(path if path is not None else default) if (path or default) else None
     tree: dict = {}
     if source is not None:
-        if not source.is_file():
-            raise FileNotFoundError(f"Config file {str(source)!r} does not exist.")
         try:
             text = source.read_text()
         except UnicodeDecodeError as err:

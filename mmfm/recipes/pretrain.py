@@ -1,0 +1,103 @@
+"""Self-supervised pretraining of mmfm encoders, on one CPU, one GPU or many nodes.
+
+    accelerate launch recipes/pretrain.py                                   # the embedded demo recipe
+    accelerate launch recipes/pretrain.py --config recipes/configs/mae.yaml training.max_steps=2000
+    accelerate launch --config_file recipes/accelerate/zero2.yaml recipes/pretrain.py --config ...
+    mmfm-pretrain --config mae training.max_steps=2000        # installed: a shipped config by name
+    accelerate launch -m mmfm.recipes.pretrain --config mae   # installed, under a launcher
+
+Every run field can be overridden with key=value (see `mmfm.training.config`). The run folder gets
+checkpoints (resumed automatically), TensorBoard logs, `metrics.json`, `loss.png` and the exported model
+in `model/` (`model/<task>/` for multi-task runs), which `AutoModel.from_pretrained` loads.
+
+SIGTERM or SIGINT (Ctrl-C), sent to the launcher or to any training process, stops every process after the
+same step with a checkpoint, and they exit with 143 or 130; the same command continues the run. A signal
+during the export or evaluation quits at once (the final checkpoint is complete; the same command exports
+again); a second Ctrl-C quits at once without a checkpoint. See `mmfm.training.signals`.
+"""
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+# Read before the slow imports: a launcher that dies meanwhile still stops this run (mmfm.training.signals).
+LAUNCHER_PID = os.getppid()
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+
+from mmfm.training import (
+    RunConfig,
+    RunFolder,
+    Trainer,
+    build_accelerator,
+    build_optimizer,
+    build_scheduler,
+    build_tasks,
+    combine_models,
+    evaluate_exports,
+    parse_command_line,
+    prepare_output_dir,
+)
+from mmfm.training.signals import handle_stop_signals
+
+DEFAULT_CONFIG = Path(__file__).parent / "configs" / "default.yaml"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    # 1. The run: a YAML recipe plus overrides, checked before anything is built.
+    config = parse_command_line(sys.argv[1:] if argv is None else argv, default=DEFAULT_CONFIG)
+    accelerator = build_accelerator(config)
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=logging.INFO if accelerator.is_main_process else logging.WARNING,
+    )
+    # From here on SIGTERM/SIGINT stop every process after the same step with a checkpoint (exit 143/130).
+    stop = handle_stop_signals(LAUNCHER_PID)
+    # 2. A fresh run folder, or the same run to continue, held by this run until it ends.
+    run_folder = prepare_output_dir(config, accelerator)
+    try:
+        return train_and_export(config, accelerator, run_folder)
+    finally:
+        run_folder.release()
+        stop.uninstall()
+
+
+def train_and_export(config: RunConfig, accelerator: Accelerator, run_folder: RunFolder) -> dict:
+    # 3. The seeds of every process; data, tokenizer and model of each objective; the optimizer and the
+    # schedule over all of them.
+    set_seed(config.seed, device_specific=True)
+    if config.training.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS refuses determinism without it
+        torch.use_deterministic_algorithms(True)
+    tasks = build_tasks(config, accelerator)
+    model = combine_models(tasks)
+    optimizer = build_optimizer(model, config.training)
+    scheduler = build_scheduler(optimizer, config.training)
+    # 4. Train (continuing from the newest checkpoint when there is one), export, report.
+    trainer = Trainer(config, accelerator, tasks, model, optimizer, scheduler, run_folder)
+    trainer.resume()
+    run_folder.record_start()  # from here on, the folder holds this run
+    if not trainer.train():
+        accelerator.end_training()
+        if accelerator.is_main_process:
+            logging.getLogger("mmfm.recipes.pretrain").warning(
+                "Stopped by %s after step %d, saved in %s/checkpoints. Run the same command to continue.",
+                trainer.stopped_by.name, trainer.step, config.output_dir,
+            )  # fmt: skip
+        sys.exit(128 + trainer.stopped_by)
+    exported = trainer.export(Path(config.output_dir) / "model")
+    evaluation = evaluate_exports(accelerator, tasks, exported)
+    metrics = trainer.finish(exported, evaluation)
+    if accelerator.is_main_process:
+        logging.getLogger("mmfm.recipes.pretrain").info(
+            "Done: %d steps, final loss %s, model in %s, metrics in %s/metrics.json",
+            metrics["steps"], metrics["final_loss"], ", ".join(exported.values()), config.output_dir,
+        )  # fmt: skip
+    return metrics
+
+
+if __name__ == "__main__":
+    main()
