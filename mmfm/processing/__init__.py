@@ -3,7 +3,7 @@
 from .feature_extraction_mmfm_audio import MMFMAudioFeatureExtractor
 from .graph_processing_mmfm import MMFMGraphProcessor
 from .image_processing_mmfm import MMFMImageProcessor
-from .processor import MMFMProcessor
+from .processing_mmfm import MMFMProcessor
 from .timeseries_processing_mmfm import MMFMTimeSeriesProcessor
 from .tokenization import train_tokenizer
 

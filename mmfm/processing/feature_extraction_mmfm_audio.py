@@ -22,7 +22,7 @@ from transformers.feature_extraction_sequence_utils import SequenceFeatureExtrac
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.utils import PaddingStrategy, logging
 
-from .validation import (
+from .mmfm_processing_validation import (
     check_bool,
     check_choice,
     check_finite,
@@ -71,6 +71,9 @@ class MMFMAudioFeatureExtractor(SequenceFeatureExtractor):
     """
 
     model_input_names = ["input_features", "attention_mask"]
+    # `save_pretrained` copies this file and its sibling imports into the folder and writes `auto_map`,
+    # so `AutoFeatureExtractor.from_pretrained(folder, trust_remote_code=True)` loads it without mmfm.
+    _auto_class = "AutoFeatureExtractor"
 
     def __init__(
         self,

@@ -14,7 +14,7 @@ import numpy as np
 from transformers.feature_extraction_utils import BatchFeature, FeatureExtractionMixin
 from transformers.utils import logging
 
-from .validation import (
+from .mmfm_processing_validation import (
     check_bool,
     check_finite,
     check_int,
@@ -63,6 +63,9 @@ class MMFMGraphProcessor(FeatureExtractionMixin):
     """
 
     model_input_names = ["node_features", "attention_mask", "edge_index"]
+    # `save_pretrained` copies this file and its sibling imports into the folder and writes `auto_map`,
+    # so `AutoFeatureExtractor.from_pretrained(folder, trust_remote_code=True)` loads it without mmfm.
+    _auto_class = "AutoFeatureExtractor"
 
     def __init__(
         self,

@@ -33,7 +33,14 @@ from transformers.image_utils import (
 from transformers.processing_utils import ImagesKwargs
 from transformers.utils import logging
 
-from .validation import check_finite, check_int, check_return_tensors, describe, make_batch_feature, to_numpy
+from .mmfm_processing_validation import (
+    check_finite,
+    check_int,
+    check_return_tensors,
+    describe,
+    make_batch_feature,
+    to_numpy,
+)
 
 logger = logging.get_logger(__name__)
 
@@ -102,6 +109,9 @@ class MMFMImageProcessor(BaseImageProcessor):
 
     valid_kwargs = MMFMImageProcessorKwargs
     model_input_names = ["pixel_values"]
+    # `save_pretrained` copies this file and its sibling imports into the folder and writes `auto_map`,
+    # so `AutoImageProcessor.from_pretrained(folder, trust_remote_code=True)` loads it without mmfm.
+    _auto_class = "AutoImageProcessor"
 
     do_resize = True
     size = {"height": 224, "width": 224}

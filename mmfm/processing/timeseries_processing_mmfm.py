@@ -14,7 +14,7 @@ import numpy as np
 from transformers.feature_extraction_utils import BatchFeature, FeatureExtractionMixin
 from transformers.utils import logging
 
-from .validation import (
+from .mmfm_processing_validation import (
     check_bool,
     check_choice,
     check_finite,
@@ -63,6 +63,9 @@ class MMFMTimeSeriesProcessor(FeatureExtractionMixin):
     """
 
     model_input_names = ["past_values", "past_observed_mask"]
+    # `save_pretrained` copies this file and its sibling imports into the folder and writes `auto_map`,
+    # so `AutoFeatureExtractor.from_pretrained(folder, trust_remote_code=True)` loads it without mmfm.
+    _auto_class = "AutoFeatureExtractor"
 
     def __init__(
         self,

@@ -9,7 +9,7 @@ import torch
 from transformers import AutoFeatureExtractor, AutoImageProcessor, AutoTokenizer
 
 import mmfm
-from mmfm.processing import MMFMImageProcessor, MMFMProcessor, train_tokenizer
+from mmfm.processing import MMFMAudioFeatureExtractor, MMFMImageProcessor, MMFMProcessor, train_tokenizer
 from tests.model_inputs import tiny_config
 
 SENTENCES = [
@@ -71,11 +71,15 @@ def test_processor_feeds_the_composite_model(composite):
 def test_composite_save_and_load_round_trip(composite, tmp_path):
     _, processor = composite
     processor.save_pretrained(tmp_path)
-    index = json.loads((tmp_path / "mmfm_processor.json").read_text())
-    assert index["modalities"]["text"]["subfolder"] == ""
-    assert index["modalities"]["vision"]["subfolder"] == "vision"
+    saved = json.loads((tmp_path / "processor_config.json").read_text())
+    assert saved["modalities"] == list(mmfm.MODALITIES)
+    assert saved["auto_map"] == {"AutoProcessor": "processing_mmfm.MMFMProcessor"}
+    assert saved["image_processor"]["image_processor_type"] == "MMFMImageProcessor"
+    assert not (tmp_path / "preprocessor_config.json").exists()  # every other processor is in processor_config
     assert isinstance(AutoTokenizer.from_pretrained(tmp_path), type(processor["text"]))
-    assert isinstance(AutoImageProcessor.from_pretrained(tmp_path / "vision"), MMFMImageProcessor)
+    # transformers' Auto classes read the nested settings: the zero-shot pipelines load a composite export.
+    assert isinstance(AutoImageProcessor.from_pretrained(tmp_path), MMFMImageProcessor)
+    assert isinstance(AutoFeatureExtractor.from_pretrained(tmp_path), MMFMAudioFeatureExtractor)
     reloaded = MMFMProcessor.from_pretrained(tmp_path)
     assert reloaded.modalities == processor.modalities
     expected, got = processor(**_raw_inputs(), **_kwargs()), reloaded(**_raw_inputs(), **_kwargs())
@@ -88,9 +92,9 @@ def test_single_modality_processor_saves_at_the_top_level(tmp_path):
     processor = MMFMProcessor.from_model_config(tiny_config("audio"))
     processor.save_pretrained(tmp_path)
     assert (tmp_path / "preprocessor_config.json").exists()
+    assert not (tmp_path / "processor_config.json").exists()
     assert type(AutoFeatureExtractor.from_pretrained(tmp_path)).__name__ == "MMFMAudioFeatureExtractor"
-    (tmp_path / "mmfm_processor.json").unlink()  # a folder without the index is read from its files
-    assert MMFMProcessor.from_pretrained(tmp_path).modalities == ("audio",)
+    assert MMFMProcessor.from_pretrained(tmp_path).modalities == ("audio",)  # read from its files
 
 
 @pytest.mark.parametrize(

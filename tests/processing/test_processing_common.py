@@ -1,4 +1,4 @@
-"""Shared helpers of mmfm.processing.validation, and what the four processors have in common."""
+"""Shared helpers of mmfm.processing.mmfm_processing_validation, and what the four processors have in common."""
 
 import json
 
@@ -12,14 +12,14 @@ from transformers.utils import TensorType
 from mmfm.processing.feature_extraction_mmfm_audio import MMFMAudioFeatureExtractor
 from mmfm.processing.graph_processing_mmfm import MMFMGraphProcessor
 from mmfm.processing.image_processing_mmfm import MMFMImageProcessor
-from mmfm.processing.timeseries_processing_mmfm import MMFMTimeSeriesProcessor
-from mmfm.processing.validation import (
+from mmfm.processing.mmfm_processing_validation import (
     check_finite,
     check_int,
     check_return_tensors,
     make_batch_feature,
     to_numpy,
 )
+from mmfm.processing.timeseries_processing_mmfm import MMFMTimeSeriesProcessor
 
 PROCESSORS = [MMFMImageProcessor, MMFMAudioFeatureExtractor, MMFMGraphProcessor, MMFMTimeSeriesProcessor]
 
