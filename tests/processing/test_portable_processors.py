@@ -209,3 +209,50 @@ def test_from_pretrained_names_what_is_wrong(tmp_path):
         MMFMProcessor.from_pretrained(tmp_path)
     with pytest.raises(TypeError, match="unexpected keyword.*size"):
         MMFMProcessor.from_pretrained(tmp_path, size=3)
+
+
+def test_exported_models_serve_pipelines_without_mmfm(tmp_path, tokenizer):
+    """Encoders and a three-tower composite saved as a run exports them (model, then its processor)."""
+    from PIL import Image
+
+    from tests.processing._pipelines_without_mmfm import run_pipelines
+
+    torch.manual_seed(0)
+    text_config = tiny_config("text", vocab_size=1000, max_position_embeddings=32)
+    vision_config = tiny_config("vision")
+    folders = {
+        "text": (mmfm.MMFMTextModel(text_config), MMFMProcessor.from_model_config(text_config, tokenizer))
+    }
+    folders["vision"] = (mmfm.MMFMVisionModel(vision_config), MMFMProcessor.from_model_config(vision_config))
+    config = mmfm.MMFMConfig(projection_dim=16, text_config=text_config, vision_config=vision_config,
+                             audio_config=tiny_config("audio"))  # fmt: skip
+    composite = MMFMProcessor.from_model_config(config, tokenizer)
+    composite["audio"].return_attention_mask = False  # as binding exports do (the zero-shot audio pipeline)
+    folders["composite"] = (mmfm.MMFMModel(config), composite)
+    for name, (model, processor) in folders.items():
+        model.eval().save_pretrained(tmp_path / name)
+        processor.save_pretrained(tmp_path / name)
+    rng = np.random.default_rng(0)
+    inputs = {
+        "image": Image.fromarray(rng.integers(0, 255, (40, 30, 3), dtype=np.uint8)),
+        "clip": rng.normal(size=16000).astype(np.float32),
+        "text": "a red circle",
+        "labels": ["circle", "square", "triangle"],
+    }
+    (tmp_path / "inputs.pkl").write_bytes(pickle.dumps(inputs))
+    _run_without_mmfm(SCRIPT.with_name("_pipelines_without_mmfm.py"), tmp_path)
+    remote = torch.load(tmp_path / "pipeline_outputs.pt", weights_only=False)
+    assert all(module.startswith("transformers_modules.") for module in remote["modules"].values()), remote
+
+    vision_model, vision_processor = folders["vision"]
+    with torch.no_grad():
+        expected = vision_model(**vision_processor(vision=[inputs["image"]])["vision"]).last_hidden_state
+    torch.testing.assert_close(remote["image-feature-extraction"], expected, rtol=0, atol=0)
+    local = run_pipelines(str(tmp_path), inputs)  # the same pipelines with mmfm's classes
+    torch.testing.assert_close(remote["feature-extraction"], local["feature-extraction"], rtol=0, atol=0)
+    for task in ["zero-shot-image-classification", "zero-shot-audio-classification"]:
+        assert [a["label"] for a in remote[task]] == [a["label"] for a in local[task]], task
+        assert [a["score"] for a in remote[task]] == pytest.approx(
+            [a["score"] for a in local[task]], abs=1e-6
+        )
+        assert sorted(a["label"] for a in remote[task]) == sorted(inputs["labels"])
