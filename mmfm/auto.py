@@ -6,13 +6,12 @@ model and the Auto classes it declares (`mmfm.objectives`).
 """
 
 import transformers
-from transformers import AutoConfig, AutoFeatureExtractor, AutoImageProcessor, AutoModel, AutoProcessor
+from transformers import AutoConfig, AutoFeatureExtractor, AutoImageProcessor, AutoModel
 from transformers.image_processing_utils import BaseImageProcessor
 
 from .modalities import modality_specs
-from .models import MMFMConfig, MMFMModel
+from .models import HEAD_CLASSES, MMFMConfig, MMFMModel
 from .objectives import objectives_of
-from .processing import MMFMProcessor
 
 _registered = False
 
@@ -26,8 +25,8 @@ def register_auto_classes() -> None:
       several objectives registers the tuple of their models, and transformers picks the one named in the
       saved `config.architectures`, so `AutoModelForPreTraining` loads every export (a bare encoder gets the
       modality's default objective, the tuple's first);
-    - the image processor with `AutoImageProcessor`, the other processors with `AutoFeatureExtractor`, and
-      `MMFMProcessor` with `AutoProcessor` for the composite.
+    - each downstream head (`mmfm.models.HEAD_CLASSES`) with the Auto classes it declares, the same way;
+    - the image processor with `AutoImageProcessor`, the other processors with `AutoFeatureExtractor`.
     """
     global _registered
     if _registered:
@@ -39,6 +38,11 @@ def register_auto_classes() -> None:
         for objective in objectives_of(modality):
             for auto_class in objective.model_class.auto_classes:
                 by_auto_class.setdefault(auto_class, []).append(objective.model_class)
+        # Downstream heads, with the Auto classes each names (sequence, token, image and audio classification,
+        # time-series prediction); time-series classification and regression share one, picked likewise.
+        for head in HEAD_CLASSES[modality]:
+            for auto_class in head.auto_classes:
+                by_auto_class.setdefault(auto_class, []).append(head)
         for auto_class, models in by_auto_class.items():
             getattr(transformers, auto_class).register(
                 spec.config_class, models[0] if len(models) == 1 else tuple(models), exist_ok=True
@@ -58,9 +62,6 @@ def register_auto_classes() -> None:
     AutoModel.register(MMFMConfig, MMFMModel, exist_ok=True)
     # The composite answers `logits_per_image`, as the zero-shot image classification pipeline asks.
     transformers.AutoModelForZeroShotImageClassification.register(MMFMConfig, MMFMModel, exist_ok=True)
-    # A composite export's `processor_config.json` names MMFMProcessor: AutoProcessor then uses mmfm's class
-    # (without mmfm, the copy saved in the folder). Encoders get none: AutoProcessor gives their one processor.
-    AutoProcessor.register(MMFMConfig, MMFMProcessor, exist_ok=True)
     _registered = True
 
 

@@ -11,13 +11,18 @@ from dataclasses import dataclass, field
 
 import torch
 
-from mmfm.models import CONFIG_CLASSES, ENCODER_CLASSES, MODALITIES, MMFMConfig, MMFMModel
+from mmfm.models import CONFIG_CLASSES, ENCODER_CLASSES, HEAD_CLASSES, MODALITIES, MMFMConfig, MMFMModel
 from mmfm.objectives import get_objective, objectives
 
 ALL_MODELS = (*MODALITIES, "composite")
 OBJECTIVES = tuple(objectives())
-# Every public model class: the encoders (by modality), the composite, each objective's model (by name).
-ALL_MODEL_CLASSES = (*ALL_MODELS, *OBJECTIVES)
+# Every downstream head, by class name: (modality, class).
+HEADS = {head.__name__: (modality, head) for modality, heads in HEAD_CLASSES.items() for head in heads}
+# Every public model class: the encoders (by modality), the composite, each objective's model (by name), each
+# downstream head (by class name).
+ALL_MODEL_CLASSES = (*ALL_MODELS, *OBJECTIVES, *HEADS)
+# Tiny head settings: 3 classes (2 regression targets), 4 forecast steps.
+HEAD_FIELDS = {"num_labels": 3, "prediction_length": 4}
 
 
 @dataclass
@@ -49,8 +54,19 @@ def objective_config(name: str, pretraining_config: dict | None = None, **overri
     )
 
 
+def head_config(name: str, **overrides):
+    """The tiny encoder config of head `name` with `HEAD_FIELDS` (only the time series forecast)."""
+    modality, head = HEADS[name]
+    fields = {"num_labels": 2 if head.__name__.endswith("Regression") else HEAD_FIELDS["num_labels"]}
+    if modality == "timeseries":
+        fields["prediction_length"] = HEAD_FIELDS["prediction_length"]
+    return tiny_config(modality, **{**fields, **overrides})
+
+
 def build_model(name: str, config=None, **overrides) -> torch.nn.Module:
-    """The model `name` of `ALL_MODEL_CLASSES` (an encoder, the composite or an objective's model)."""
+    """The model `name` of `ALL_MODEL_CLASSES` (an encoder, the composite, an objective's model or a head)."""
+    if name in HEADS:
+        return HEADS[name][1](config if config is not None else head_config(name, **overrides))
     if name in OBJECTIVES:
         return get_objective(name).model_class(
             config if config is not None else objective_config(name, **overrides)
@@ -62,6 +78,8 @@ def build_model(name: str, config=None, **overrides) -> torch.nn.Module:
 
 def model_config(name: str, **overrides):
     """The tiny config of any model of `ALL_MODEL_CLASSES`."""
+    if name in HEADS:
+        return head_config(name, **overrides)
     return objective_config(name, **overrides) if name in OBJECTIVES else tiny_config(name, **overrides)
 
 
@@ -217,8 +235,28 @@ def objective_inputs(name: str, config, seed: int = 0) -> dict:
     return add_randomness(batch, config, torch.Generator().manual_seed(seed + 1))
 
 
+def head_labels(name: str, batch: dict, config, gen: torch.Generator) -> dict:
+    """Seeded labels for head `name` on its modality's `batch`: class ids (B,), per-token ids (B, L) with -100
+    on padding, float targets (B, num_labels) for regression, or future values (B, H, C) for forecasting."""
+    head = HEADS[name][1]
+    size = next(iter(batch.values())).shape[0]
+    if head.__name__.endswith("TokenClassification"):
+        ids = torch.randint(0, config.num_labels, batch["input_ids"].shape, generator=gen)
+        return {"labels": ids.masked_fill(batch["attention_mask"] == 0, -100)}
+    if head.__name__.endswith("Regression"):
+        return {"labels": torch.randn(size, config.num_labels, generator=gen)}
+    if head.__name__.endswith("Prediction"):
+        shape = (size, config.prediction_length, batch["past_values"].shape[-1])
+        return {"future_values": torch.randn(shape, generator=gen)}
+    return {"labels": torch.randint(0, config.num_labels, (size,), generator=gen)}
+
+
 def model_inputs(name: str, config, seed: int = 0) -> dict:
-    """The batch of any model of `ALL_MODEL_CLASSES` (objective models get their explicit randomness)."""
+    """The batch of any model of `ALL_MODEL_CLASSES` (objective models get their explicit randomness, heads
+    their labels)."""
+    if name in HEADS:
+        batch = make_inputs(HEADS[name][0], config, seed)[0]
+        return {**batch, **head_labels(name, batch, config, torch.Generator().manual_seed(seed + 1))}
     return objective_inputs(name, config, seed) if name in OBJECTIVES else make_inputs(name, config, seed)[0]
 
 

@@ -17,14 +17,25 @@ from .configuration_mmfm_graph import MMFMGraphConfig
 from .configuration_mmfm_text import MMFMTextConfig
 from .configuration_mmfm_timeseries import MMFMTimeSeriesConfig
 from .configuration_mmfm_vision import MMFMVisionConfig
-from .mmfm_modalities import CONFIG_CLASSES, ENCODER_CLASSES, MODALITIES
+from .mmfm_heads import MMFMHeadMixin
+from .mmfm_modalities import CONFIG_CLASSES, ENCODER_CLASSES, HEAD_CLASSES, MODALITIES
 from .mmfm_pretraining import MMFMPreTrainingMixin
 from .modeling_mmfm import MMFMModel, MMFMModelOutput, MMFMPreTrainedModel
-from .modeling_mmfm_audio import MMFMAudioModel, MMFMAudioModelOutput
+from .modeling_mmfm_audio import MMFMAudioForAudioClassification, MMFMAudioModel, MMFMAudioModelOutput
 from .modeling_mmfm_audio_ssast import MMFMAudioForSSAST, SSASTConfig
-from .modeling_mmfm_graph import MMFMGINConv, MMFMGraphModel, MMFMGraphModelOutput
+from .modeling_mmfm_graph import (
+    MMFMGINConv,
+    MMFMGraphForGraphClassification,
+    MMFMGraphModel,
+    MMFMGraphModelOutput,
+)
 from .modeling_mmfm_graph_graphmae import GraphMAEConfig, MMFMGraphForGraphMAE
-from .modeling_mmfm_text import MMFMTextModel, MMFMTextModelOutput
+from .modeling_mmfm_text import (
+    MMFMTextForSequenceClassification,
+    MMFMTextForTokenClassification,
+    MMFMTextModel,
+    MMFMTextModelOutput,
+)
 from .modeling_mmfm_text_clm import CausalLMConfig, MMFMTextCausalLMOutput, MMFMTextForCausalLM
 from .modeling_mmfm_text_mlm import MaskedLMConfig, MMFMTextForMaskedLM, MMFMTextMaskedLMOutput
 from .modeling_mmfm_text_rts import (
@@ -32,10 +43,17 @@ from .modeling_mmfm_text_rts import (
     MMFMTextForPreTrainingOutput,
     TokenSubstitutionConfig,
 )
-from .modeling_mmfm_timeseries import MMFMTimeSeriesModel, MMFMTimeSeriesModelOutput
+from .modeling_mmfm_timeseries import (
+    MMFMTimeSeriesForClassification,
+    MMFMTimeSeriesForPrediction,
+    MMFMTimeSeriesForPredictionOutput,
+    MMFMTimeSeriesForRegression,
+    MMFMTimeSeriesModel,
+    MMFMTimeSeriesModelOutput,
+)
 from .modeling_mmfm_timeseries_autoregressive import MMFMTimeSeriesForNextPatchPrediction, NextPatchConfig
 from .modeling_mmfm_timeseries_masked import MaskedPatchConfig, MMFMTimeSeriesForMaskedPatchModeling
-from .modeling_mmfm_vision import MMFMVisionModel, MMFMVisionModelOutput
+from .modeling_mmfm_vision import MMFMVisionForImageClassification, MMFMVisionModel, MMFMVisionModelOutput
 from .modeling_mmfm_vision_droppos import DropPosConfig, MMFMVisionForDropPos
 from .modeling_mmfm_vision_mae import MAEConfig, MMFMVisionForMAE
 
@@ -43,12 +61,14 @@ __all__ = [
     "CONFIG_CLASSES",
     "ENCODER_CLASSES",
     "ENCODER_PRESETS",
+    "HEAD_CLASSES",
     "MODALITIES",
     "CausalLMConfig",
     "DropPosConfig",
     "GraphMAEConfig",
     "MAEConfig",
     "MMFMAudioConfig",
+    "MMFMAudioForAudioClassification",
     "MMFMAudioForSSAST",
     "MMFMAudioModel",
     "MMFMAudioModelOutput",
@@ -56,9 +76,11 @@ __all__ = [
     "MMFMEncoderConfig",
     "MMFMGINConv",
     "MMFMGraphConfig",
+    "MMFMGraphForGraphClassification",
     "MMFMGraphForGraphMAE",
     "MMFMGraphModel",
     "MMFMGraphModelOutput",
+    "MMFMHeadMixin",
     "MMFMModel",
     "MMFMModelOutput",
     "MMFMObjectiveConfig",
@@ -70,16 +92,23 @@ __all__ = [
     "MMFMTextForMaskedLM",
     "MMFMTextForPreTraining",
     "MMFMTextForPreTrainingOutput",
+    "MMFMTextForSequenceClassification",
+    "MMFMTextForTokenClassification",
     "MMFMTextMaskedLMOutput",
     "MMFMTextModel",
     "MMFMTextModelOutput",
     "MMFMTimeSeriesConfig",
+    "MMFMTimeSeriesForClassification",
     "MMFMTimeSeriesForMaskedPatchModeling",
     "MMFMTimeSeriesForNextPatchPrediction",
+    "MMFMTimeSeriesForPrediction",
+    "MMFMTimeSeriesForPredictionOutput",
+    "MMFMTimeSeriesForRegression",
     "MMFMTimeSeriesModel",
     "MMFMTimeSeriesModelOutput",
     "MMFMVisionConfig",
     "MMFMVisionForDropPos",
+    "MMFMVisionForImageClassification",
     "MMFMVisionForMAE",
     "MMFMVisionModel",
     "MMFMVisionModelOutput",

@@ -28,6 +28,7 @@ class MMFMAudioConfig(MMFMEncoderConfig):
     auto_map_classes: ClassVar[dict[str, str]] = {
         "AutoConfig": "configuration_mmfm_audio.MMFMAudioConfig",
         "AutoModel": "modeling_mmfm_audio.MMFMAudioModel",
+        "AutoModelForAudioClassification": "modeling_mmfm_audio.MMFMAudioForAudioClassification",
     }
     modality_presets: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": {"num_mel_bins": 32, "patch_frequency_size": 8, "patch_time_size": 4, "max_time_patches": 64}

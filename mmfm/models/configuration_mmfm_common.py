@@ -85,20 +85,27 @@ def check_decoder_sizes(config: PreTrainedConfig) -> None:
 class ExportableConfigMixin:
     """Makes a saved folder loadable without mmfm (`trust_remote_code=True`).
 
-    `auto_map_classes` lists the Auto classes every model of the type has (config, encoder); it is written
-    as `auto_map` on each save, because transformers alone records only the class that happened to be
-    saved. Entries for other Auto classes, which an objective's model sets for itself when it is saved
-    (`AutoModelForPreTraining`, `AutoModelForMaskedLM`, ...), are kept.
+    `auto_map_classes` lists the Auto classes every model of the type has (config, encoder, downstream
+    heads); it is written as `auto_map` on each save, because transformers alone records only the class that
+    happened to be saved. Entries for other Auto classes, which an objective's model sets for itself when it
+    is saved (`AutoModelForPreTraining`, `AutoModelForMaskedLM`, ...), are kept, and so is an entry naming
+    the saved class itself (`config.architectures`): when two heads share an Auto class (time-series
+    classification and regression both answer `AutoModelForSequenceClassification`), the saved one is
+    what its folder loads.
     """
 
     _auto_class: ClassVar[str | None] = "AutoConfig"
     auto_map_classes: ClassVar[dict[str, str]] = {}
 
     def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
-        extra = {
-            k: v for k, v in (getattr(self, "auto_map", None) or {}).items() if k not in self.auto_map_classes
+        current = getattr(self, "auto_map", None) or {}
+        saved_class = (getattr(self, "architectures", None) or [None])[0]
+        kept = {
+            k: v
+            for k, v in current.items()
+            if k not in self.auto_map_classes or (saved_class and v.rsplit(".", 1)[-1] == saved_class)
         }
-        self.auto_map = {**self.auto_map_classes, **extra}
+        self.auto_map = {**self.auto_map_classes, **kept}
         return super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
 
 
@@ -124,6 +131,9 @@ class MMFMEncoderConfig(ExportableConfigMixin, PreTrainedConfig):
             A model of another objective refuses the configuration, naming both.
         pretraining_config: that objective's hyperparameters (its `MMFMObjectiveConfig` as a dict), so
             continued pretraining resumes with the same settings.
+        classifier_dropout: dropout before the classifier of the downstream heads; None uses
+            `hidden_dropout_prob` (as BERT). Their labels come from transformers' own fields: `num_labels`,
+            `id2label`/`label2id` and `problem_type`.
     """
 
     # The modality token of the encoder (`text`, `vision`, ...): the key of this config in `MMFMConfig`.
@@ -144,6 +154,7 @@ class MMFMEncoderConfig(ExportableConfigMixin, PreTrainedConfig):
     validate_inputs: bool = True
     pretraining_objective: str | None = None
     pretraining_config: dict[str, Any] | None = None
+    classifier_dropout: float | None = None
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -165,6 +176,8 @@ class MMFMEncoderConfig(ExportableConfigMixin, PreTrainedConfig):
                 f"{type(self).__name__}.hidden_act must be one of {sorted(ACT2FN)}, got {self.hidden_act!r}."
             )
         require_probability(self, "hidden_dropout_prob", "attention_probs_dropout_prob")
+        if self.classifier_dropout is not None:
+            require_probability(self, "classifier_dropout")
         if self.pretraining_objective is not None and not isinstance(self.pretraining_objective, str):
             raise ValueError(
                 f"{type(self).__name__}.pretraining_objective must be an objective name or None, got "

@@ -35,6 +35,9 @@ class MMFMGraphConfig(MMFMEncoderConfig):
     auto_map_classes: ClassVar[dict[str, str]] = {
         "AutoConfig": "configuration_mmfm_graph.MMFMGraphConfig",
         "AutoModel": "modeling_mmfm_graph.MMFMGraphModel",
+        # transformers has no graph classification Auto class; sequence classification is the nearest
+        # (pooled embedding -> num_labels, same problem types, labels and output).
+        "AutoModelForSequenceClassification": "modeling_mmfm_graph.MMFMGraphForGraphClassification",
     }
     modality_presets: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": {"max_degree": 8, "max_distance": 5, "random_walk_steps": 4}

@@ -28,6 +28,8 @@ class MMFMTextConfig(MMFMEncoderConfig):
     auto_map_classes: ClassVar[dict[str, str]] = {
         "AutoConfig": "configuration_mmfm_text.MMFMTextConfig",
         "AutoModel": "modeling_mmfm_text.MMFMTextModel",
+        "AutoModelForSequenceClassification": "modeling_mmfm_text.MMFMTextForSequenceClassification",
+        "AutoModelForTokenClassification": "modeling_mmfm_text.MMFMTextForTokenClassification",
     }
     modality_presets: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": {"vocab_size": 1000, "max_position_embeddings": 128}

@@ -24,6 +24,7 @@ class MMFMTimeSeriesConfig(MMFMEncoderConfig):
             `num_input_channels`.
         minimum_scale: floor of the scale, so constant series do not divide by zero.
         is_causal: patches attend only to earlier patches (GPHT-style generative models).
+        prediction_length: H, future time steps `MMFMTimeSeriesForPrediction` forecasts (PatchTST's field).
         (transformer fields and `pretraining_*`: see `MMFMEncoderConfig`.)
     """
 
@@ -32,6 +33,10 @@ class MMFMTimeSeriesConfig(MMFMEncoderConfig):
     auto_map_classes: ClassVar[dict[str, str]] = {
         "AutoConfig": "configuration_mmfm_timeseries.MMFMTimeSeriesConfig",
         "AutoModel": "modeling_mmfm_timeseries.MMFMTimeSeriesModel",
+        # No time-series classification Auto class exists: sequence classification serves classification
+        # and regression (a saved regression head maps it to itself, see ExportableConfigMixin).
+        "AutoModelForSequenceClassification": "modeling_mmfm_timeseries.MMFMTimeSeriesForClassification",
+        "AutoModelForTimeSeriesPrediction": "modeling_mmfm_timeseries.MMFMTimeSeriesForPrediction",
     }
     modality_presets: ClassVar[dict[str, dict[str, Any]]] = {
         "tiny": {"context_length": 64, "patch_length": 8, "patch_stride": 8}
@@ -45,10 +50,11 @@ class MMFMTimeSeriesConfig(MMFMEncoderConfig):
     revin_affine: bool = False
     minimum_scale: float = 1e-5
     is_causal: bool = False
+    prediction_length: int = 24
 
     def check_consistency(self) -> None:
         super().check_consistency()
-        require_positive_int(self, "context_length", "patch_length", "patch_stride")
+        require_positive_int(self, "context_length", "patch_length", "patch_stride", "prediction_length")
         require_choice(self, "scaling", ("std", "mean", "none"))
         if self.num_input_channels is not None:
             require_positive_int(self, "num_input_channels")

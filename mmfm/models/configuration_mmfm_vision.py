@@ -26,6 +26,7 @@ class MMFMVisionConfig(MMFMEncoderConfig):
     auto_map_classes: ClassVar[dict[str, str]] = {
         "AutoConfig": "configuration_mmfm_vision.MMFMVisionConfig",
         "AutoModel": "modeling_mmfm_vision.MMFMVisionModel",
+        "AutoModelForImageClassification": "modeling_mmfm_vision.MMFMVisionForImageClassification",
     }
     modality_presets: ClassVar[dict[str, dict[str, Any]]] = {"tiny": {"image_size": 32, "patch_size": 8}}
 

@@ -9,10 +9,12 @@ import torch
 from torch import nn
 from transformers import initialization as init
 from transformers.masking_utils import create_bidirectional_mask
+from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 
 from .configuration_mmfm_audio import MMFMAudioConfig
+from .mmfm_heads import MMFMHeadMixin, classifier_dropout, sequence_classification_loss
 from .mmfm_layers import (
     MMFMEncoderPreTrainedModel,
     MMFMTransformer,
@@ -246,7 +248,62 @@ class MMFMAudioModel(MMFMAudioPreTrainedModel):
         )
 
 
+class MMFMAudioForAudioClassification(MMFMHeadMixin, MMFMAudioPreTrainedModel):
+    """Audio encoder + dropout + linear classifier on the clip embedding (`config.pooling`), as
+    `ASTForAudioClassification` and `Wav2Vec2ForSequenceClassification`: (B, num_labels), classification or
+    regression by `config.problem_type`."""
+
+    auto_classes = ("AutoModelForAudioClassification",)
+    _auto_class = "AutoModelForAudioClassification"
+
+    def __init__(self, config: MMFMAudioConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.encoder = MMFMAudioModel(config)
+        self.dropout = classifier_dropout(config)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.encoder.get_input_embeddings()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_features: torch.FloatTensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        num_items_in_batch: int | torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+    ) -> SequenceClassifierOutput:
+        r"""
+        Args:
+            input_features (`torch.FloatTensor` of shape `(B, T, num_mel_bins)`), attention_mask (`(B, T)`,
+                *optional*): see [`MMFMAudioModel`].
+            labels (`torch.Tensor` of shape `(B,)` or `(B, num_labels)`, *optional*): class ids (single-label,
+                -100 ignored), 0/1 floats (multi-label) or float targets (regression).
+            num_items_in_batch (`int` or `torch.Tensor`, *optional*): labelled samples of the accumulated step.
+
+        Returns:
+            `SequenceClassifierOutput`: `loss` (with `labels`), `logits` (B, num_labels), `hidden_states` and
+            `attentions` of the encoder when asked.
+        """
+        outputs = self.encoder(
+            input_features, attention_mask=attention_mask, output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions, return_dict=True,
+        )  # fmt: skip
+        logits = self.classifier(self.dropout(outputs.pooler_output))
+        loss = None
+        if labels is not None:
+            loss = sequence_classification_loss(logits, labels, self.config, num_items_in_batch)
+        return SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
 __all__ = [
+    "MMFMAudioForAudioClassification",
     "MMFMAudioModel",
     "MMFMAudioModelOutput",
     "MMFMAudioPreTrainedModel",

@@ -11,10 +11,12 @@ import torch
 from torch import nn
 from transformers import initialization as init
 from transformers.masking_utils import create_bidirectional_mask
+from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 
 from .configuration_mmfm_graph import MMFMGraphConfig
+from .mmfm_heads import MMFMHeadMixin, classifier_dropout, sequence_classification_loss
 from .mmfm_layers import (
     MMFMMLP,
     MMFMEncoderPreTrainedModel,
@@ -373,8 +375,66 @@ class MMFMGraphModel(MMFMGraphPreTrainedModel):
         )
 
 
+class MMFMGraphForGraphClassification(MMFMHeadMixin, MMFMGraphPreTrainedModel):
+    """Graph encoder + dropout + linear layer on the graph embedding (`config.pooling`: graph token or mean of
+    nodes): (B, num_labels). Graph classification (single- or multi-label) or graph regression (molecular
+    properties) by `config.problem_type`, with the labels and losses of `BertForSequenceClassification`;
+    several regression targets need `problem_type="regression"` (float labels with num_labels > 1 are read as
+    multi-label otherwise, as transformers does)."""
+
+    auto_classes = ("AutoModelForSequenceClassification",)
+    _auto_class = "AutoModelForSequenceClassification"
+
+    def __init__(self, config: MMFMGraphConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.encoder = MMFMGraphModel(config)
+        self.dropout = classifier_dropout(config)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.encoder.get_input_embeddings()
+
+    @can_return_tuple
+    def forward(
+        self,
+        node_features: torch.FloatTensor,
+        edge_index: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        num_items_in_batch: int | torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+    ) -> SequenceClassifierOutput:
+        r"""
+        Args:
+            node_features (`(B, N, F)`), edge_index (`(B, 2, E)`, *optional*), attention_mask (`(B, N)`,
+                *optional*): see [`MMFMGraphModel`].
+            labels (`torch.Tensor` of shape `(B,)` or `(B, num_labels)`, *optional*): class ids (single-label,
+                -100 ignored), 0/1 floats (multi-label) or float targets (regression).
+            num_items_in_batch (`int` or `torch.Tensor`, *optional*): labelled graphs of the accumulated step.
+
+        Returns:
+            `SequenceClassifierOutput`: `loss` (with `labels`), `logits` (B, num_labels), `hidden_states` and
+            `attentions` of the encoder when asked.
+        """
+        outputs = self.encoder(
+            node_features, edge_index=edge_index, attention_mask=attention_mask,
+            output_hidden_states=output_hidden_states, output_attentions=output_attentions, return_dict=True,
+        )  # fmt: skip
+        logits = self.classifier(self.dropout(outputs.pooler_output))
+        loss = None
+        if labels is not None:
+            loss = sequence_classification_loss(logits, labels, self.config, num_items_in_batch)
+        return SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
 __all__ = [
     "MMFMGINConv",
+    "MMFMGraphForGraphClassification",
     "MMFMGraphModel",
     "MMFMGraphModelOutput",
     "MMFMGraphPreTrainedModel",

@@ -9,10 +9,17 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
+from transformers.modeling_outputs import SequenceClassifierOutput, TokenClassifierOutput
 from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 
 from .configuration_mmfm_text import MMFMTextConfig
+from .mmfm_heads import (
+    MMFMHeadMixin,
+    classifier_dropout,
+    sequence_classification_loss,
+    token_classification_loss,
+)
 from .mmfm_layers import (
     MMFMEncoderPreTrainedModel,
     MMFMTransformer,
@@ -217,4 +224,135 @@ class MMFMTextModel(MMFMTextPreTrainedModel):
         return hidden[rows, (attention_mask * positions).argmax(dim=-1)]
 
 
-__all__ = ["MMFMTextModel", "MMFMTextModelOutput", "MMFMTextPreTrainedModel"]
+# ----------------------------------------------------------------------------------------------
+# Downstream heads (as BertForSequenceClassification / BertForTokenClassification)
+# ----------------------------------------------------------------------------------------------
+
+
+class MMFMTextForSequenceClassification(MMFMHeadMixin, MMFMTextPreTrainedModel):
+    """Text encoder + dropout + linear classifier on the pooled embedding (`config.pooling`): (B, num_labels).
+
+    Classification or regression by `config.problem_type` (inferred from `num_labels` and the labels' dtype
+    when None), with `num_labels`, `id2label` and `label2id` from the config, as `BertForSequenceClassification`.
+    Loads from an encoder export or a pretraining export (the encoder's weights, a fresh classifier).
+    """
+
+    auto_classes = ("AutoModelForSequenceClassification",)
+    _auto_class = "AutoModelForSequenceClassification"
+
+    def __init__(self, config: MMFMTextConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.encoder = MMFMTextModel(config)
+        self.dropout = classifier_dropout(config)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.encoder.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.encoder.set_input_embeddings(value)
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        labels: torch.Tensor | None = None,
+        num_items_in_batch: int | torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+    ) -> SequenceClassifierOutput:
+        r"""
+        Args:
+            input_ids, attention_mask, position_ids, inputs_embeds: see [`MMFMTextModel`].
+            labels (`torch.Tensor` of shape `(B,)` or `(B, num_labels)`, *optional*): class ids (single-label,
+                -100 ignored), 0/1 floats (multi-label) or float targets (regression).
+            num_items_in_batch (`int` or `torch.Tensor`, *optional*): labelled samples of the whole accumulated
+                step (single-label loss summed and divided by it, as `Trainer` passes it).
+
+        Returns:
+            `SequenceClassifierOutput`: `loss` (with `labels`), `logits` (B, num_labels), `hidden_states`
+            and `attentions` of the encoder when asked.
+        """
+        outputs = self.encoder(
+            input_ids, attention_mask=attention_mask, position_ids=position_ids, inputs_embeds=inputs_embeds,
+            output_hidden_states=output_hidden_states, output_attentions=output_attentions, return_dict=True,
+        )  # fmt: skip
+        logits = self.classifier(self.dropout(outputs.pooler_output))
+        loss = None
+        if labels is not None:
+            loss = sequence_classification_loss(logits, labels, self.config, num_items_in_batch)
+        return SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+class MMFMTextForTokenClassification(MMFMHeadMixin, MMFMTextPreTrainedModel):
+    """Text encoder + dropout + linear classifier on every token: (B, L, num_labels), as
+    `BertForTokenClassification` (named entities, part-of-speech tags; labels -100 where no loss is wanted)."""
+
+    auto_classes = ("AutoModelForTokenClassification",)
+    _auto_class = "AutoModelForTokenClassification"
+
+    def __init__(self, config: MMFMTextConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.encoder = MMFMTextModel(config)
+        self.dropout = classifier_dropout(config)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.encoder.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.encoder.set_input_embeddings(value)
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        num_items_in_batch: int | torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+    ) -> TokenClassifierOutput:
+        r"""
+        Args:
+            input_ids, attention_mask, position_ids, inputs_embeds: see [`MMFMTextModel`].
+            labels (`torch.LongTensor` of shape `(B, L)`, *optional*): class id per token, -100 where no loss is
+                wanted (padding, special tokens, continuation pieces).
+            num_items_in_batch (`int` or `torch.Tensor`, *optional*): labelled tokens of the whole accumulated
+                step (the loss is their summed cross-entropy divided by it).
+
+        Returns:
+            `TokenClassifierOutput`: `loss` (with `labels`), `logits` (B, L, num_labels), `hidden_states` and
+            `attentions` of the encoder when asked.
+        """
+        outputs = self.encoder(
+            input_ids, attention_mask=attention_mask, position_ids=position_ids, inputs_embeds=inputs_embeds,
+            output_hidden_states=output_hidden_states, output_attentions=output_attentions, return_dict=True,
+        )  # fmt: skip
+        logits = self.classifier(self.dropout(outputs.last_hidden_state))
+        loss = None
+        if labels is not None:
+            loss = token_classification_loss(logits, labels, self.config, num_items_in_batch)
+        return TokenClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+__all__ = [
+    "MMFMTextForSequenceClassification",
+    "MMFMTextForTokenClassification",
+    "MMFMTextModel",
+    "MMFMTextModelOutput",
+    "MMFMTextPreTrainedModel",
+]

@@ -10,10 +10,12 @@ import torch
 from torch import nn
 from transformers import initialization as init
 from transformers.masking_utils import create_bidirectional_mask
+from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 
 from .configuration_mmfm_timeseries import MMFMTimeSeriesConfig
+from .mmfm_heads import MMFMHeadMixin, classifier_dropout, sequence_classification_loss
 from .mmfm_layers import MMFMEncoderPreTrainedModel, MMFMTransformer, check_finite, check_tensor, masked_mean
 
 
@@ -73,6 +75,14 @@ class MMFMInstanceNorm(nn.Module):
         if self.config.revin_affine:
             normalised = normalised * self.affine_weight + self.affine_bias
         return normalised * observed, loc, scale
+
+    def denormalize(self, values: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """Inverse of `forward` for (B, H, C) values in normalised units (a forecast): back to the units of the
+        input series, with the (B, 1, C) `loc` and `scale` `forward` returned."""
+        if self.config.revin_affine:
+            # RevIN's inverse (Kim et al., 2022), with its epsilon against a vanishing affine weight.
+            values = (values - self.affine_bias) / (self.affine_weight + 1e-10)
+        return values * scale + loc
 
 
 def patch_values(values: torch.Tensor, patch_length: int) -> torch.Tensor:
@@ -260,7 +270,206 @@ class MMFMTimeSeriesModel(MMFMTimeSeriesPreTrainedModel):
         )
 
 
+# ----------------------------------------------------------------------------------------------
+# Downstream heads (as PatchTSTForClassification / PatchTSTForRegression / PatchTSTForPrediction)
+# ----------------------------------------------------------------------------------------------
+
+
+class MMFMTimeSeriesForClassification(MMFMHeadMixin, MMFMTimeSeriesPreTrainedModel):
+    """Time-series encoder + dropout + linear classifier on the series embedding: (B, num_labels).
+
+    The embedding is each channel's mean over its observed patches; with `num_input_channels` fixed the
+    channels are concatenated (B, C * D), as PatchTST's classification head flattens them, so the classifier
+    knows which channel said what; with any channel count allowed (`num_input_channels=None`) they are
+    averaged (B, D), the encoder's `pooler_output`. Labels, losses and `problem_type` are those of
+    `BertForSequenceClassification` (transformers has no time-series classification Auto class, so
+    `AutoModelForSequenceClassification` loads it), and the output is a `SequenceClassifierOutput`.
+    """
+
+    auto_classes = ("AutoModelForSequenceClassification",)
+    _auto_class = "AutoModelForSequenceClassification"
+
+    def __init__(self, config: MMFMTimeSeriesConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.encoder = MMFMTimeSeriesModel(config)
+        self.dropout = classifier_dropout(config)
+        self.classifier = nn.Linear(config.hidden_size * (config.num_input_channels or 1), config.num_labels)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.encoder.get_input_embeddings()
+
+    def series_embedding(self, outputs: MMFMTimeSeriesModelOutput) -> torch.Tensor:
+        """(B, C * D) concatenated channel embeddings when `num_input_channels` is fixed, else (B, D)."""
+        if self.config.num_input_channels is None:
+            return outputs.pooler_output
+        hidden, patch_mask = outputs.last_hidden_state, outputs.patch_mask.bool()
+        per_channel = masked_mean(hidden.flatten(0, 1), patch_mask.flatten(0, 1))
+        return per_channel.view(hidden.shape[0], -1)
+
+    @can_return_tuple
+    def forward(
+        self,
+        past_values: torch.FloatTensor,
+        past_observed_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        num_items_in_batch: int | torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+    ) -> SequenceClassifierOutput:
+        r"""
+        Args:
+            past_values (`(B, L, C)`), past_observed_mask (`(B, L, C)`, *optional*): see [`MMFMTimeSeriesModel`].
+            labels (`torch.Tensor` of shape `(B,)` or `(B, num_labels)`, *optional*): class ids (single-label,
+                -100 ignored), 0/1 floats (multi-label) or float targets (regression).
+            num_items_in_batch (`int` or `torch.Tensor`, *optional*): labelled series of the accumulated step.
+
+        Returns:
+            `SequenceClassifierOutput`: `loss` (with `labels`), `logits` (B, num_labels), `hidden_states`
+            (each `(B, C, P, D)`) and `attentions` of the encoder when asked.
+        """
+        outputs = self.encoder(
+            past_values, past_observed_mask=past_observed_mask, output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions, return_dict=True,
+        )  # fmt: skip
+        logits = self.classifier(self.dropout(self.series_embedding(outputs)))
+        loss = None
+        if labels is not None:
+            loss = sequence_classification_loss(logits, labels, self.config, num_items_in_batch)
+        return SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+class MMFMTimeSeriesForRegression(MMFMTimeSeriesForClassification):
+    """[`MMFMTimeSeriesForClassification`] fixed to `problem_type="regression"`: `num_labels` float targets per
+    series (PatchTST's `num_targets`), MSE loss, predictions in `logits` (B, num_labels). Fixing the problem
+    type matters with several targets, which transformers would otherwise read as multi-label."""
+
+    def __init__(self, config: MMFMTimeSeriesConfig):
+        if config.problem_type not in (None, "regression"):
+            raise ValueError(
+                f"MMFMTimeSeriesForRegression needs config.problem_type='regression' (or None), got "
+                f"{config.problem_type!r}; use MMFMTimeSeriesForClassification for classification."
+            )
+        config.problem_type = "regression"
+        super().__init__(config)
+
+
+@dataclass
+class MMFMTimeSeriesForPredictionOutput(ModelOutput):
+    r"""Output of [`MMFMTimeSeriesForPrediction`] (the fields of transformers' `PatchTSTForPredictionOutput`).
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*): MSE against `future_values` (with them).
+        prediction_outputs (`torch.FloatTensor` of shape `(B, H, C)`): the forecast of the next
+            H = `prediction_length` steps of each channel, in the units of `past_values`.
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*): num_layers + 1 tensors of `(B, C, P, D)`.
+        attentions (`tuple(torch.FloatTensor)`, *optional*): per layer `(B * C, H, P, P)` (eager).
+        loc (`torch.FloatTensor` of shape `(B, 1, C)`): shift removed by the instance normalisation.
+        scale (`torch.FloatTensor` of shape `(B, 1, C)`): scale removed by the instance normalisation.
+    """
+
+    loss: torch.FloatTensor | None = None
+    prediction_outputs: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+    loc: torch.FloatTensor | None = None
+    scale: torch.FloatTensor | None = None
+
+
+class MMFMTimeSeriesForPrediction(MMFMHeadMixin, MMFMTimeSeriesPreTrainedModel):
+    """Forecasting, as `PatchTSTForPrediction` (Nie et al., 2023): each channel's patch tokens (P, D) are
+    flattened and projected to the next `config.prediction_length` steps by one linear layer shared by the
+    channels, in normalised units; the instance normalisation is then undone (RevIN), so forecasts come in
+    the units of `past_values`, and the MSE against `future_values` is taken there, as PatchTST does."""
+
+    auto_classes = ("AutoModelForTimeSeriesPrediction",)
+    _auto_class = "AutoModelForTimeSeriesPrediction"
+    head_modules = ("prediction_head",)
+    # The MSE is a mean over values; `num_items_in_batch` (counted labels) does not apply.
+    accepts_loss_kwargs = False
+
+    def __init__(self, config: MMFMTimeSeriesConfig):
+        super().__init__(config)
+        self.encoder = MMFMTimeSeriesModel(config)
+        self.dropout = classifier_dropout(config)
+        self.prediction_head = nn.Linear(config.num_patches * config.hidden_size, config.prediction_length)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.encoder.get_input_embeddings()
+
+    def _check_future(
+        self, name: str, tensor: torch.Tensor, past_values: torch.Tensor, dtype: str | None
+    ) -> None:
+        expected = (past_values.shape[0], self.config.prediction_length, past_values.shape[2])
+        check_tensor(
+            name, tensor, "(batch_size, prediction_length, num_channels)", 3, dtype, past_values.device
+        )
+        if tuple(tensor.shape) != expected:
+            raise ValueError(
+                f"`{name}` must have shape {expected} (batch_size, prediction_length={self.config.prediction_length}, "
+                f"channels of `past_values`), got {tuple(tensor.shape)}."
+            )
+
+    @can_return_tuple
+    def forward(
+        self,
+        past_values: torch.FloatTensor,
+        past_observed_mask: torch.Tensor | None = None,
+        future_values: torch.FloatTensor | None = None,
+        future_observed_mask: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+    ) -> MMFMTimeSeriesForPredictionOutput:
+        r"""
+        Args:
+            past_values (`(B, L, C)`), past_observed_mask (`(B, L, C)`, *optional*): see [`MMFMTimeSeriesModel`].
+            future_values (`torch.FloatTensor` of shape `(B, H, C)`, *optional*): the true next H =
+                `prediction_length` values (the labels).
+            future_observed_mask (`torch.Tensor` of shape `(B, H, C)`, *optional*): 1 where `future_values` is
+                observed; the loss is averaged over those only (all by default).
+
+        Returns:
+            `MMFMTimeSeriesForPredictionOutput`: `loss` (with `future_values`), `prediction_outputs`
+            (B, H, C), `loc` and `scale` (B, 1, C), `hidden_states` and `attentions` when asked.
+        """
+        outputs = self.encoder(
+            past_values, past_observed_mask=past_observed_mask, output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions, return_dict=True,
+        )  # fmt: skip
+        hidden = outputs.last_hidden_state  # (B, C, P, D)
+        normalised = self.prediction_head(self.dropout(hidden.flatten(2))).transpose(1, 2)  # (B, H, C)
+        predictions = self.encoder.normalization.denormalize(normalised, outputs.loc, outputs.scale)
+        loss = None
+        if future_values is not None:
+            self._check_future("future_values", future_values, past_values, "float")
+            if self.config.validate_inputs:
+                check_finite("future_values", future_values)
+            squared = (predictions - future_values) ** 2
+            if future_observed_mask is None:
+                loss = squared.mean()
+            else:
+                self._check_future("future_observed_mask", future_observed_mask, past_values, "mask")
+                observed = future_observed_mask.to(squared.dtype)
+                loss = (squared * observed).sum() / observed.sum().clamp(min=1.0)
+        return MMFMTimeSeriesForPredictionOutput(
+            loss=loss,
+            prediction_outputs=predictions,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            loc=outputs.loc,
+            scale=outputs.scale,
+        )
+
+
 __all__ = [
+    "MMFMTimeSeriesForClassification",
+    "MMFMTimeSeriesForPrediction",
+    "MMFMTimeSeriesForPredictionOutput",
+    "MMFMTimeSeriesForRegression",
     "MMFMTimeSeriesModel",
     "MMFMTimeSeriesModelOutput",
     "MMFMTimeSeriesPreTrainedModel",

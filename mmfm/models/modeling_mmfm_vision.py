@@ -9,10 +9,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from transformers import initialization as init
+from transformers.modeling_outputs import ImageClassifierOutput
 from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 
 from .configuration_mmfm_vision import MMFMVisionConfig
+from .mmfm_heads import MMFMHeadMixin, classifier_dropout, sequence_classification_loss
 from .mmfm_layers import (
     MMFMEncoderPreTrainedModel,
     MMFMTransformer,
@@ -232,6 +234,58 @@ class MMFMVisionModel(MMFMVisionPreTrainedModel):
         )
 
 
+class MMFMVisionForImageClassification(MMFMHeadMixin, MMFMVisionPreTrainedModel):
+    """Vision encoder + dropout + linear classifier on the image embedding (`config.pooling`: class token or
+    mean of patches), as `ViTForImageClassification`: (B, num_labels), classification or regression by
+    `config.problem_type`."""
+
+    auto_classes = ("AutoModelForImageClassification",)
+    _auto_class = "AutoModelForImageClassification"
+
+    def __init__(self, config: MMFMVisionConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.encoder = MMFMVisionModel(config)
+        self.dropout = classifier_dropout(config)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.encoder.get_input_embeddings()
+
+    @can_return_tuple
+    def forward(
+        self,
+        pixel_values: torch.FloatTensor,
+        labels: torch.Tensor | None = None,
+        num_items_in_batch: int | torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+    ) -> ImageClassifierOutput:
+        r"""
+        Args:
+            pixel_values (`torch.FloatTensor` of shape `(B, C, H, W)`): see [`MMFMVisionModel`].
+            labels (`torch.Tensor` of shape `(B,)` or `(B, num_labels)`, *optional*): class ids (single-label,
+                -100 ignored), 0/1 floats (multi-label) or float targets (regression).
+            num_items_in_batch (`int` or `torch.Tensor`, *optional*): labelled samples of the accumulated step.
+
+        Returns:
+            `ImageClassifierOutput`: `loss` (with `labels`), `logits` (B, num_labels), `hidden_states` and
+            `attentions` of the encoder when asked.
+        """
+        outputs = self.encoder(
+            pixel_values, output_hidden_states=output_hidden_states, output_attentions=output_attentions,
+            return_dict=True,
+        )  # fmt: skip
+        logits = self.classifier(self.dropout(outputs.pooler_output))
+        loss = None
+        if labels is not None:
+            loss = sequence_classification_loss(logits, labels, self.config, num_items_in_batch)
+        return ImageClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
 def patchify(pixel_values: torch.Tensor, patch_size: int) -> torch.Tensor:
     """(B, C, H, W) -> (B, L, p * p * C) patches in row-major order, pixels (row, column, channel) inside."""
     batch, channels, height, width = pixel_values.shape
@@ -251,6 +305,7 @@ def unpatchify(patches: torch.Tensor, patch_size: int, grid: tuple[int, int], ch
 
 
 __all__ = [
+    "MMFMVisionForImageClassification",
     "MMFMVisionModel",
     "MMFMVisionModelOutput",
     "MMFMVisionPreTrainedModel",

@@ -2,7 +2,7 @@
 `ModelTesterMixin` that apply): hidden states and attentions on request, with gradients; tuple outputs;
 unknown arguments rejected; `main_input_name` a real input; deepcopy, pickle and `torch.save`; attention
 backends; save/load. Parametrized over `ALL_MODEL_CLASSES` (encoders, the composite, every registered
-objective's model), so a new encoder or objective is tested for free."""
+objective's model, every downstream head), so a new encoder, objective or head is tested for free."""
 
 import copy
 import inspect
@@ -12,7 +12,7 @@ import pickle
 import pytest
 import torch
 
-from tests.model_inputs import ALL_MODEL_CLASSES, OBJECTIVES, build_model, model_config, model_inputs
+from tests.model_inputs import ALL_MODEL_CLASSES, HEADS, OBJECTIVES, build_model, model_config, model_inputs
 
 ATOL = 2e-5
 
@@ -36,8 +36,8 @@ def _encoder_outputs(name: str, output) -> list:
 
 
 def _scalar(name: str, output) -> torch.Tensor:
-    """A scalar depending on every output: the objective's loss, or a function of the representations."""
-    if name in OBJECTIVES:
+    """A scalar depending on every output: the objective's or head's loss, or a function of the representations."""
+    if name in OBJECTIVES or name in HEADS:
         return output.loss
     if name == "composite":
         embeddings = sum(e.pow(3).sum() for e in output.embeddings.values())
@@ -47,7 +47,7 @@ def _scalar(name: str, output) -> torch.Tensor:
 
 def _comparable(name: str, output) -> torch.Tensor:
     """One tensor summarising an output, for equality checks."""
-    if name in OBJECTIVES:
+    if name in OBJECTIVES or name in HEADS:
         return output.loss
     if name == "composite":
         return torch.cat([e.flatten() for e in output.embeddings.values()])
