@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 
 from ..modalities import ModalitySpec
 from .bad_rows import ROW_INDEX, BadRow, error_text, short_repr
+from .replay import ReplayBatchSampler, concatenate_replay, mix_streams
 
 logger = logging.getLogger(__name__)
 
@@ -202,7 +203,8 @@ class BatchStream:
     """Endless batches of one task's rows for this process, epoch after epoch, with a resumable position.
 
     `state_dict()` is `{"epoch", "position"}` (batches taken in the current epoch); `load_state_dict`
-    makes the next batch the one an uninterrupted run would take next. Bad rows of a streamed batch
+    makes the next batch the one an uninterrupted run would take next. With `replay` rows and a
+    `replay_share`, that share of every batch comes from them (`mmfm.data.replay`), resumed exactly too. Bad rows of a streamed batch
     (`bad_rows` of the collator's dict) are named by their place in this process's stream.
     """
 
@@ -217,18 +219,28 @@ class BatchStream:
         num_workers: int,
         shuffle_buffer: int,
         where: str,
+        replay: Dataset | IterableDataset | None = None,
+        replay_share: float = 0.0,
     ):
         self.collate, self.batch_size, self.rank, self.world_size = collate, batch_size, rank, world_size
         self.seed, self.num_workers, self.where = seed, num_workers, where
         self.streaming = isinstance(rows, IterableDataset)
+        # Continued pretraining: `replay_share` of the rows from the original data (`mmfm.data.replay`).
+        self.replay_share = replay_share if replay is not None else 0.0
+        self.num_new = None if self.streaming else len(rows)
+        if self.replay_share and self.streaming:
+            rows = mix_streams(rows, replay, replay_share, seed, shuffle_buffer, f"{where}.replay")
+        elif self.replay_share:
+            self.num_replay = len(replay)
+            rows = concatenate_replay(rows, replay, f"{where}.replay")
         if self.streaming:
             from datasets.distributed import split_dataset_by_node
 
             rows = split_dataset_by_node(rows, rank=rank, world_size=world_size)
             rows = rows.shuffle(seed=seed, buffer_size=shuffle_buffer)
-        elif len(rows) < batch_size * world_size:
+        elif self.num_new < batch_size * world_size:
             raise ValueError(
-                f"`{where}` has {len(rows)} rows, fewer than one global batch ({batch_size} per process x "
+                f"`{where}` has {self.num_new} rows, fewer than one global batch ({batch_size} per process x "
                 f"{world_size} processes): lower `training.per_device_batch_size` or add data."
             )
         self.rows = rows
@@ -275,9 +287,15 @@ class BatchStream:
             self.rows.set_epoch(self.epoch)
             loader = DataLoader(self.rows, batch_size=self.batch_size, drop_last=True, **common)
             return itertools.islice(iter(loader), self.position, None)  # replays the stream to the position
-        sampler = EpochBatchSampler(
-            len(self.rows), self.batch_size, self.rank, self.world_size, self.seed, self.epoch, self.position
-        )
+        if self.replay_share:
+            sampler = ReplayBatchSampler(
+                self.num_new, self.num_replay, self.batch_size, self.rank, self.world_size, self.seed, self.epoch,
+                self.position, self.replay_share,
+            )  # fmt: skip
+        else:
+            sampler = EpochBatchSampler(
+                len(self.rows), self.batch_size, self.rank, self.world_size, self.seed, self.epoch, self.position
+            )
         return iter(DataLoader(IndexedRows(self.rows), batch_sampler=sampler, **common))
 
 

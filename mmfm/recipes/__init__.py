@@ -11,8 +11,8 @@ CONFIGS = Path(__file__).parent / "configs"
 
 
 def shipped_configs() -> list[str]:
-    """Names of the run configs shipped with mmfm (`default`, `mae`, `clip`, ...)."""
-    return sorted(path.stem for path in CONFIGS.glob("*.yaml"))
+    """Names of the run configs shipped with mmfm (`default`, `mae`, `clip`, ..., `continue/vision`, ...)."""
+    return sorted(path.relative_to(CONFIGS).with_suffix("").as_posix() for path in CONFIGS.rglob("*.yaml"))
 
 
 __all__ = ["CONFIGS", "shipped_configs"]

@@ -37,6 +37,7 @@ from mmfm.training import (
     build_scheduler,
     build_tasks,
     combine_models,
+    evaluate_continued,
     evaluate_exports,
     parse_command_line,
     prepare_output_dir,
@@ -90,7 +91,9 @@ def train_and_export(config: RunConfig, accelerator: Accelerator, run_folder: Ru
         sys.exit(128 + trainer.stopped_by)
     exported = trainer.export(Path(config.output_dir) / "model")
     evaluation = evaluate_exports(accelerator, tasks, exported)
-    metrics = trainer.finish(exported, evaluation)
+    # A continued run also probes the model it started from: what it forgot, what it learnt.
+    continued = evaluate_continued(accelerator, tasks, exported, evaluation, Path(config.output_dir))
+    metrics = trainer.finish(exported, evaluation, extra=continued)
     if accelerator.is_main_process:
         logging.getLogger("mmfm.recipes.pretrain").info(
             "Done: %d steps, final loss %s, model in %s, metrics in %s/metrics.json",

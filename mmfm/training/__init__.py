@@ -9,7 +9,7 @@
 
 from .checkpointing import complete_checkpoints, load_checkpoint, save_checkpoint
 from .config import RunConfig, load_config, parse_command_line
-from .evaluation import evaluate_exports
+from .evaluation import evaluate_continued, evaluate_exports
 from .export import export_models
 from .run_folder import RunFolder, prepare_output_dir
 from .setup import (
@@ -36,6 +36,7 @@ __all__ = [
     "build_tasks",
     "combine_models",
     "complete_checkpoints",
+    "evaluate_continued",
     "evaluate_exports",
     "export_models",
     "load_checkpoint",

@@ -33,6 +33,7 @@ from ..models import ENCODER_CLASSES, MMFMConfig, MMFMModel
 from ..models.modeling_mmfm import _encoder_config
 from ..processing import MMFMProcessor
 from .config import RunConfig, TaskSection
+from .pretrained import resolve_model_source
 from .tasks import forward_input_names, load_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -163,7 +164,9 @@ def build_binding_model(
     for modality in binding.modalities:
         spec = get_modality(modality)
         if modality in binding.towers:
-            saved[modality] = ENCODER_CLASSES[modality].from_pretrained(binding.towers[modality])
+            field = f"{where}.binding.towers.{modality}"  # a folder or a Hub id (mmfm.training.pretrained)
+            folder = resolve_model_source(binding.towers[modality], field).folder
+            saved[modality] = ENCODER_CLASSES[modality].from_pretrained(folder)
             configs[modality] = saved[modality].config
             continue
         fields = {

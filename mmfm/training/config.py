@@ -35,10 +35,12 @@ class ModelSection:
     Attributes:
         preset: size preset of the encoder (`tiny`, `small`, `base`), applied before `config`.
         config: fields of the modality's mmfm config (e.g. `hidden_size: 128`), on top of the preset.
-        init_from: a folder saved by mmfm (`save_pretrained`) to continue pretraining from; its config
-            (encoder and objective hyperparameters) is used, so `preset`, `config` and the task's
-            `objective_config` must be left empty, and it must have been pretrained with the task's
-            objective (or be an encoder that was never pretrained).
+        init_from: a saved mmfm model to continue pretraining from: a folder (`save_pretrained`, a run's
+            `model/`) or a Hugging Face Hub id `user/name[@revision]` (offline, from the local cache). Its
+            config (encoder and objective hyperparameters) is the model's: `preset` is not applied, and keys of
+            `config` and of the task's `objective_config` must agree with the saved values (a differing value
+            is refused naming both), except the dropout fields (`LOAD_TIME_FIELDS`), which are applied. It must
+            have been pretrained with the task's objective (or be an encoder that was never pretrained).
         tokenizer: text only: `demo` (the demo corpus tokenizer) or a tokenizer folder; ignored when
             `init_from` holds a tokenizer.
     """
@@ -47,6 +49,26 @@ class ModelSection:
     config: dict[str, Any] = field(default_factory=dict)
     init_from: str | None = None
     tokenizer: str = "demo"
+
+
+@dataclass
+class ReplaySection:
+    """A share of the original pretraining data mixed into a continued run's batches (`data.replay`), against
+    forgetting the original domain while training on a new one.
+
+    Attributes:
+        share: the fraction of every global batch's rows drawn from the replay data (0: no replay; below 1).
+            Map-style data get exactly round(share x rows) replay rows per batch, spread over batches; streams
+            draw each row from the replay data with this probability (`datasets.interleave_datasets`).
+        source: `demo` (see `subsets`) or local data, read like `data.source`.
+        subsets: demo subsets of the task's modality to replay (e.g. the original run's `data.subsets`).
+        include: keep only replay rows whose column holds one of the listed values (as `data.include`).
+    """
+
+    share: float = 0.0
+    source: str = "demo"
+    subsets: list[str] = field(default_factory=list)
+    include: dict[str, list[Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -78,6 +100,8 @@ class DataSection:
             JSON-lines files.
         include: keep only rows whose column holds one of the listed values, e.g.
             `{dataset: [GunPoint, ArrowHead]}` to train on some of the demo UCR sets.
+        replay: continued pretraining: a share of each batch from the original data (`ReplaySection`), seeded
+            and resumed exactly with the run.
     """
 
     source: str = "demo"
@@ -93,6 +117,7 @@ class DataSection:
     max_bad_rows_in_a_row: int = 100
     max_bad_rows: int = 1000
     include: dict[str, list[Any]] = field(default_factory=dict)
+    replay: ReplaySection = field(default_factory=ReplaySection)
 
 
 @dataclass
@@ -136,8 +161,8 @@ class BindingSection:
             anchor) or `all_pairs` (rows carrying more than two modalities contribute every pair).
         anchor: the anchor modality of `anchor` mode (text: every demo modality can be captioned).
         projection_dim: size of the shared embedding space.
-        towers: modality -> a saved model (a run's `model/<task>/`, an encoder or pretraining export) to start
-            that tower from; other towers start from `model.preset`/`model.config.<modality>`.
+        towers: modality -> a saved model (a run's `model/<task>/`, an encoder or pretraining export, or a Hub
+            id `user/name[@revision]` resolved like `model.init_from`) to start that tower from; other towers start from `model.preset`/`model.config.<modality>`.
         lock: modality -> how many of its last transformer blocks stay trainable (0: the whole tower is
             frozen, as LiT's locked image tower); its projection always trains.
         gather_negatives: score each process's rows against the embeddings of every process (gathered with
@@ -350,7 +375,7 @@ def apply_override(tree: dict, path: list[str], value: Any) -> None:
 
 
 def resolve_config_path(path: str | Path) -> Path:
-    """A run YAML by path, or by the name of a config shipped with mmfm (`mae`, `mae.yaml`), so an installed
+    """A run YAML by path, or by the name of a config shipped with mmfm (`mae`, `mae.yaml`, `continue/vision`), so an installed
     `mmfm-pretrain --config mae` finds its recipe without a checkout.
 
     Raises:
@@ -361,8 +386,9 @@ def resolve_config_path(path: str | Path) -> Path:
     source = Path(path)
     if source.is_file():
         return source
-    shipped = CONFIGS / (source.name if source.suffix == ".yaml" else f"{source.name}.yaml")
-    if source.parent == Path(".") and shipped.is_file():
+    # `mae`, `mae.yaml`, and configs in shipped subfolders such as `continue/vision`.
+    shipped = CONFIGS / (source if source.suffix == ".yaml" else source.with_name(f"{source.name}.yaml"))
+    if not source.is_absolute() and ".." not in source.parts and shipped.is_file():
         return shipped
     raise FileNotFoundError(
         f"Config file {str(source)!r} does not exist, and it is not the name of a config shipped with mmfm "
@@ -495,13 +521,6 @@ def check_run(config: RunConfig) -> None:
             raise ValueError(f"`{where}.weight` must be > 0, got {task.weight}.")
         if task.data.source == "demo" and not task.data.subsets:
             raise ValueError(f"`{where}.data.subsets` is empty: name the demo subsets to train on.")
-        if task.model.init_from and (
-            task.model.config or task.model.preset != "tiny" or task.objective_config
-        ):
-            raise ValueError(
-                f"`{where}.model.init_from` continues a saved model with its own config: leave "
-                f"`{where}.model.preset`, `{where}.model.config` and `{where}.objective_config` unset."
-            )
         _check_objective(task, where)
         for i, evaluation in enumerate(task.evaluation or []):
             if evaluation.source == "demo" and not evaluation.subset:
@@ -518,6 +537,7 @@ def check_run(config: RunConfig) -> None:
             "max_bad_rows",
         )  # fmt: skip
         _require_non_negative(task.data, where + ".data", "num_workers")
+        check_replay(task, where)
     _require_positive(
         config.training, "training", "max_steps", "per_device_batch_size", "gradient_accumulation_steps",
         "learning_rate", "max_nonfinite_steps",
@@ -538,6 +558,30 @@ def check_run(config: RunConfig) -> None:
     _require_positive(config.checkpointing, "checkpointing", "keep_last")
     _require_positive(config.logging, "logging", "log_every")
     check_trackers(config.logging.report_to)
+
+
+def check_replay(task: TaskSection, where: str) -> None:
+    """`data.replay`: a share in [0, 1) and, when it is on, replay data to draw from.
+
+    Raises:
+        ValueError: naming the field, the bad value and the fix.
+    """
+    replay, field_name = task.data.replay, f"`{where}.data.replay"
+    if not 0 <= replay.share < 1:
+        raise ValueError(
+            f"{field_name}.share` must be in [0, 1) (the fraction of each batch's rows from the replay data), got "
+            f"{replay.share}."
+        )
+    if replay.share > 0 and replay.source == "demo" and not replay.subsets:
+        raise ValueError(
+            f"{field_name}.share` = {replay.share} but `{where}.data.replay.subsets` is empty: name the original "
+            "demo subsets to replay (or set `replay.source` to local data, or `replay.share=0`)."
+        )
+    if replay.share > 0 and task.binds:
+        raise ValueError(
+            f"{field_name}` is for single-encoder objectives; `{where}` ({task.objective}) draws its pairs from "
+            "`data.subsets`: list the original pairs there."
+        )
 
 
 def check_trackers(report_to: list[str]) -> None:
@@ -576,10 +620,15 @@ def _check_objective(task: TaskSection, where: str) -> None:
         objective.config_class.from_dict(task.objective_config)
     except ValueError as err:
         raise ValueError(f"`{where}.objective_config` ({task.objective}): {err}") from err
+    check_model_section(task, where)
     if task.model.init_from:
-        check_saved_model(objective, task.model.init_from, where)
-    else:
-        check_model_section(task, where)
+        from .pretrained import cached_model_source
+
+        # A Hub id that must be downloaded first is checked when the run builds the model (after the download).
+        source = cached_model_source(task.model.init_from, f"{where}.model.init_from")
+        if source is not None:
+            check_saved_model(objective, source.folder, where, value=task.model.init_from)
+            init_overrides(task, AutoConfig.from_pretrained(source.folder), where)
 
 
 TASK_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
@@ -674,28 +723,90 @@ def check_model_section(task: TaskSection, where: str) -> None:
             )
 
 
-def check_saved_model(objective, folder: str, where: str) -> None:
+def check_saved_model(objective, folder: str, where: str, value: str | None = None) -> None:
     """Refuse to continue a saved model of another modality, or pretrained with another objective.
+
+    Args:
+        folder: the saved model's local folder (for a Hub id, its snapshot in the cache).
+        value: what `init_from` says (a Hub id), for messages; default `folder`.
 
     Raises:
         FileNotFoundError: `folder` holds no config.json.
         ValueError: the saved configuration is of another modality, or names another objective (both named).
     """
+    folder = str(folder)
+    shown = folder if value is None else value
     if not Path(folder, "config.json").is_file():
-        raise FileNotFoundError(f"`{where}.model.init_from` = {folder!r} holds no config.json.")
+        raise FileNotFoundError(f"`{where}.model.init_from` = {shown!r} holds no config.json.")
     saved = AutoConfig.from_pretrained(folder)
     if not isinstance(saved, objective.spec.config_class):
         raise ValueError(
-            f"`{where}.model.init_from` = {folder!r} holds a {type(saved).__name__}, but `{where}.objective` = "
+            f"`{where}.model.init_from` = {shown!r} holds a {type(saved).__name__}, but `{where}.objective` = "
             f"{objective.name!r} trains a {objective.modality} encoder ({objective.spec.config_class.__name__})."
         )
     recorded = getattr(saved, "pretraining_objective", None)
     if recorded not in (None, objective.name):
         raise ValueError(
-            f"`{where}.model.init_from` = {folder!r} was pretrained with objective {recorded!r}, but "
+            f"`{where}.model.init_from` = {shown!r} was pretrained with objective {recorded!r}, but "
             f"`{where}.objective` is {objective.name!r}. Continue it with `objective: {recorded}`, or start the "
             f"{objective.name!r} task from a new model."
         )
+
+
+# Encoder fields a continued run may change: they shape no weight and only act while training.
+LOAD_TIME_FIELDS = ("hidden_dropout_prob", "attention_probs_dropout_prob")
+
+
+def init_overrides(task: TaskSection, saved: Any, where: str) -> dict[str, Any]:
+    """The `model.config` fields to apply to a model continued from `init_from` (dropout only): every other
+    key of `model.config`, and every key of `objective_config`, must equal the saved value.
+
+    Args:
+        saved: the saved model's configuration (`AutoConfig.from_pretrained(init_from)`).
+
+    Returns:
+        `{field: value}` of `LOAD_TIME_FIELDS` that differ from the saved values (passed to `from_pretrained`).
+
+    Raises:
+        ValueError: a key whose value differs from the saved one, naming both values and the fix.
+    """
+    shown = task.model.init_from
+    overrides = {}
+    for key, wanted in task.model.config.items():
+        recorded = getattr(saved, key, None)
+        if _same(wanted, recorded):
+            continue
+        if key in LOAD_TIME_FIELDS:
+            overrides[key] = wanted
+            continue
+        raise ValueError(
+            f"`{where}.model.config.{key}` = {wanted!r}, but `{where}.model.init_from` = {shown!r} was saved with "
+            f"{key}={recorded!r}: a continued model keeps its architecture. Drop the key (or set it to "
+            f"{recorded!r}); only {list(LOAD_TIME_FIELDS)} may change when continuing."
+        )
+    recorded_objective = getattr(saved, "pretraining_config", None) or {}
+    if task.objective_config:
+        defaults = dataclasses.asdict(get_objective(task.objective).config_class())
+        for key, wanted in task.objective_config.items():
+            recorded = recorded_objective.get(key, defaults.get(key))
+            if not _same(wanted, recorded):
+                raise ValueError(
+                    f"`{where}.objective_config.{key}` = {wanted!r}, but `{where}.model.init_from` = {shown!r} was "
+                    f"pretrained with {key}={recorded!r} (its `pretraining_config`): a continued model keeps its "
+                    f"objective's settings. Drop the key (or set it to {recorded!r})."
+                )
+    return overrides
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Config values equal as YAML and JSON write them (lists and tuples alike, 1 == 1.0)."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    return a == b
 
 
 def _require_positive(section: Any, where: str, *names: str) -> None:
@@ -780,6 +891,7 @@ def parse_command_line(argv: list[str], default: str | Path | None = None) -> Ru
 
 __all__ = [
     "BINDING_OBJECTIVES",
+    "LOAD_TIME_FIELDS",
     "OBJECTIVE_FIELDS",
     "BindingSection",
     "CheckpointSection",
@@ -787,12 +899,14 @@ __all__ = [
     "EvaluationSection",
     "LoggingSection",
     "ModelSection",
+    "ReplaySection",
     "RunConfig",
     "TaskSection",
     "TrainingSection",
     "check_model_section",
     "check_saved_model",
     "flatten",
+    "init_overrides",
     "load_config",
     "parse_command_line",
     "to_dict",

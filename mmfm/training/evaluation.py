@@ -5,6 +5,7 @@ objective's default evaluations): demo subsets, or local data such as a folder o
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from accelerate import Accelerator
@@ -12,6 +13,7 @@ from transformers import AutoModel
 
 from ..data import keep_values, load_labelled_splits
 from ..evaluation import evaluate_encoder
+from ..evaluation.forgetting import forgetting_report, markdown_table
 from ..evaluation.harness import KNN_DEFAULTS
 from ..processing import MMFMProcessor
 from .setup import Task
@@ -44,10 +46,68 @@ def evaluate_exports(
     return results
 
 
-def _evaluate_task(task: Task, folder: str, accelerator: Accelerator) -> dict[str, Any]:
+def evaluate_continued(
+    accelerator: Accelerator, tasks: dict[str, Task], exported: dict[str, str], evaluation: dict[str, Any],
+    output_dir: Path,
+) -> dict[str, Any]:
+    """For tasks continued from a saved model (`model.init_from`): where it came from, and a forgetting report
+    of the same probes on the starting model (before) and the exported one (after).
+
+    Returns `{"init_from": {task: ModelSource.record()}, "forgetting": {task: forgetting_report(...)}}` (empty
+    parts left out) on every process; the main process also writes `forgetting.md` to `output_dir`. Every
+    process must call this (the base models are probed on the main process, the others wait).
+    """
+    continued = {name: task for name, task in tasks.items() if task.init_source is not None}
+    if not continued:
+        return {}
+    result: dict[str, Any] = {"init_from": {name: task.init_source.record() for name, task in continued.items()}}
+    probed = {name: task for name, task in continued.items() if evaluation.get(name)}
+    if not probed:
+        return result
+    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+    unset_hf_deepspeed_config()
+    reports: dict[str, Any] = {}
+    if accelerator.is_main_process:
+        tables = []
+        for name, task in probed.items():
+            # The exported processor for both models: only the encoder's weights differ between the columns.
+            before = _evaluate_task(task, task.init_source.folder, accelerator, processor_folder=exported[name])
+            reports[name] = forgetting_report(before, evaluation[name], _domains(task))
+            table = markdown_table(reports[name], before=f"before ({task.init_source.value})", after="after")
+            tables.append(f"## {name}\n\n{table}")
+            logger.info("Forgetting of %s (probes before and after continued pretraining):\n%s", name, table)
+        (output_dir / "forgetting.md").write_text(
+            "# Continued pretraining: probes before and after\n\n" + "\n".join(tables)
+        )
+    accelerator.wait_for_everyone()
+    result["forgetting"] = reports
+    return result
+
+
+def _domains(task: Task) -> dict[str, str]:
+    """Evaluation key -> `new` when it probes the data the run continued on, else `original`."""
+    data, domains = task.section.data, {}
+    for evaluation in task.section.evaluations():
+        key = _key(evaluation)
+        trained = (
+            evaluation.subset in data.subsets if evaluation.source == "demo" == data.source
+            else evaluation.source == data.source
+        )  # fmt: skip
+        domains[key] = "new" if trained else "original"
+    return domains
+
+
+def _key(evaluation) -> str:
+    return f"{evaluation.subset if evaluation.source == 'demo' else evaluation.source}/{evaluation.label_column}"
+
+
+def _evaluate_task(
+    task: Task, folder: str, accelerator: Accelerator, processor_folder: str | None = None
+) -> dict[str, Any]:
     spec = task.objective.spec
     encoder = AutoModel.from_pretrained(folder).to(accelerator.device).eval()
-    processor = MMFMProcessor.from_pretrained(folder)
+    processor = MMFMProcessor.from_pretrained(processor_folder or folder)
     options = dict(task.objective.processor_kwargs)
     if spec.tokenized:
         options.update(truncation=True, max_length=task.section.data.max_length)
@@ -67,7 +127,7 @@ def _evaluate_task(task: Task, folder: str, accelerator: Accelerator) -> dict[st
             tasks=evaluation.probes, progress=False, processor_kwargs=options, device=accelerator.device,
             text_column=task.section.data.text_column, **knn,  # text_column is read for text only
         )  # fmt: skip
-        key = f"{evaluation.subset if evaluation.source == 'demo' else evaluation.source}/{evaluation.label_column}"
+        key = _key(evaluation)
         results[key] = {probe: report[probe] for probe in evaluation.probes}
         logger.info("Evaluation of %s on %s: %s", task.name, key, _summary(results[key]))
     return results
@@ -99,4 +159,4 @@ def _summary(report: dict[str, Any]) -> str:
     )
 
 
-__all__ = ["evaluate_exports"]
+__all__ = ["evaluate_continued", "evaluate_exports"]

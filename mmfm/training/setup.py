@@ -26,6 +26,7 @@ from ..objectives import Objective, get_objective
 from ..processing import MMFMProcessor
 from .binding import build_binding_task
 from .config import RunConfig, TaskSection, TrainingSection, flatten, to_dict
+from .pretrained import ModelSource, resolve_for_run
 from .tasks import build_model, forward_input_names, load_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -114,6 +115,7 @@ class Task:
         text_collator: tokenized modalities: pads and corrupts token ids (e.g. MLM masking).
         stream: this process's endless batches.
         input_names: the model's forward arguments (other processor outputs are dropped).
+        init_source: where the model was continued from (`model.init_from` resolved), None for a new model.
     """
 
     name: str
@@ -125,6 +127,7 @@ class Task:
     stream: BatchStream
     input_names: set[str]
     flops_per_unit: float | None = field(default=None)
+    init_source: ModelSource | None = field(default=None)
 
     @property
     def unit(self) -> str:
@@ -146,6 +149,13 @@ def build_tasks(config: RunConfig, accelerator: Accelerator) -> dict[str, Task]:
     """
     tasks = {}
     for name, section in config.tasks.items():
+        # Saved models named by Hub ids: located (online: downloaded) by the main process, the same commit on all.
+        sources = {
+            f"tasks.{name}.binding.towers.{modality}": value for modality, value in section.binding.towers.items()
+        }
+        if section.model.init_from:
+            sources[f"tasks.{name}.model.init_from"] = section.model.init_from
+        resolved = {field: resolve_for_run(accelerator, value, field) for field, value in sources.items()}
         if section.binds:
             tasks[name] = build_binding_task(name, section, config, accelerator)
             continue
@@ -160,6 +170,7 @@ def build_tasks(config: RunConfig, accelerator: Accelerator) -> dict[str, Task]:
                 num_shards=data.num_workers, limits=BadRowLimits.of(data, f"{where}.data"),
             )  # fmt: skip
             first = first_row(rows)
+            replay = _load_replay(section, spec, where, tokenizer)
             if spec.tokenized and data.packing:
                 rows = pack_texts(
                     rows, tokenizer, data.text_column, data.max_length, data.on_bad_sample, f"{where}.data"
@@ -181,17 +192,40 @@ def build_tasks(config: RunConfig, accelerator: Accelerator) -> dict[str, Task]:
         stream = BatchStream(
             rows, collate, config.training.per_device_batch_size, accelerator.process_index,
             accelerator.num_processes, config.seed, data.num_workers, data.shuffle_buffer, f"{where}.data",
+            replay=replay, replay_share=data.replay.share,
         )  # fmt: skip
         text_collator = objective.collator(tokenizer, model.objective) if objective.collator else None
         tasks[name] = Task(
-            name, section, objective, model, processor, text_collator, stream, forward_input_names(model)
-        )
+            name, section, objective, model, processor, text_collator, stream, forward_input_names(model),
+            init_source=resolved.get(f"{where}.model.init_from"),
+        )  # fmt: skip
         partitioned = any(hasattr(p, "ds_numel") for p in model.parameters())
         logger.info(
             "Task %s: %s, %.2fM parameters%s", name, type(model).__name__, _num_parameters(model) / 1e6,
             " (built partitioned by DeepSpeed ZeRO-3)" if partitioned else "",
         )  # fmt: skip
     return tasks
+
+
+def _load_replay(section: TaskSection, spec, where: str, tokenizer):
+    """The original-domain rows a continued run replays (`data.replay`), read and packed like the task's own;
+    None when replay is off."""
+    data, replay = section.data, section.data.replay
+    if not replay.share:
+        return None
+    field = f"{where}.data.replay"
+    rows = load_rows(
+        replay.source, spec, field, subsets=replay.subsets, format=data.format, streaming=data.streaming,
+        include=replay.include, text_column=data.text_column, num_shards=data.num_workers,
+        limits=BadRowLimits.of(data, field),
+    )  # fmt: skip
+    if spec.tokenized and data.packing:
+        rows = pack_texts(rows, tokenizer, data.text_column, data.max_length, data.on_bad_sample, field)
+    logger.info(
+        "%s: %.0f%% of each batch's rows replayed from %s%s", field, 100 * replay.share, replay.source,
+        f" {replay.subsets}" if replay.source == "demo" else "",
+    )  # fmt: skip
+    return rows
 
 
 def _num_parameters(model: torch.nn.Module) -> int:

@@ -12,18 +12,20 @@ import re
 from pathlib import Path
 
 import torch
-from transformers import AutoTokenizer, PreTrainedModel
+from transformers import AutoConfig, AutoTokenizer, PreTrainedModel
 
 from ..data.demo import load_demo_tokenizer
 from ..objectives import get_objective
-from .config import TaskSection, check_model_section, check_saved_model
+from .config import ModelSection, TaskSection, check_model_section, check_saved_model, init_overrides
+from .pretrained import resolve_model_source
 
 logger = logging.getLogger(__name__)
 
 
 def load_tokenizer(task: TaskSection, where: str):
-    """The task's tokenizer: the one saved with `init_from`, else `model.tokenizer` (`demo` or a folder)."""
-    saved = task.model.init_from
+    """The task's tokenizer: the one saved with `init_from` (a folder or a Hub id, see `mmfm.training.pretrained`),
+    else `model.tokenizer` (`demo` or a folder)."""
+    saved = task.model.init_from and resolve_model_source(task.model.init_from, f"{where}.model.init_from").folder
     if saved and any(Path(saved, name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
         return AutoTokenizer.from_pretrained(saved)
     if task.model.tokenizer == "demo":
@@ -74,16 +76,26 @@ def build_model(
     must call this: under ZeRO-3 building is a collective operation."""
     objective = get_objective(task.objective)
     if task.model.init_from:
-        check_saved_model(objective, task.model.init_from, where)
+        value = task.model.init_from
+        folder = resolve_model_source(value, f"{where}.model.init_from").folder
+        check_saved_model(objective, folder, where, value=value)
+        # Agreeing `model.config`/`objective_config` keys are fine, differing ones refused; dropout applies.
+        overrides = init_overrides(task, AutoConfig.from_pretrained(folder), where)
+        if task.model.preset != ModelSection.preset:
+            logger.info(
+                "%s.model.preset (%s) is not applied: the model continues from %s with its saved config.",
+                where, task.model.preset, value,
+            )  # fmt: skip
         # transformers only warns about weights that do not fit and starts them from random values; with
         # `ignore_mismatched_sizes` a wrong shape is reported like a missing key, so all three are refused here.
         model, loading_info = objective.model_class.from_pretrained(
-            task.model.init_from,
+            folder,
             attn_implementation=attn_implementation,
             output_loading_info=True,
             ignore_mismatched_sizes=True,
+            **overrides,
         )
-        check_loaded_weights(model, loading_info, task.model.init_from, f"{where}.model.init_from")
+        check_loaded_weights(model, loading_info, value, f"{where}.model.init_from")
         return model
     config = build_model_config(task, where, tokenizer, data_fields)
     return objective.model_class._from_config(config, attn_implementation=attn_implementation)

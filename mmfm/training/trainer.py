@@ -469,10 +469,14 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ the end
 
-    def finish(self, exported: dict[str, str], evaluation: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Write `metrics.json` and `loss.png` (main process) and close the trackers; returns the metrics."""
+    def finish(
+        self, exported: dict[str, str], evaluation: dict[str, Any] | None = None, extra: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Write `metrics.json` and `loss.png` (main process) and close the trackers; returns the metrics.
+        `extra` adds top-level entries (a continued run's `init_from` and `forgetting`)."""
         summary = self.metrics_summary(exported)
         summary["evaluation"] = evaluation or {}
+        summary.update(extra or {})
         if self.run_folder is not None:
             self.run_folder.ensure()
         if evaluation:

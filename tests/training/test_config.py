@@ -68,7 +68,7 @@ def test_a_new_task_can_be_added_from_the_command_line():
         ("training.max_steps=0", ValueError, ["training.max_steps", "> 0"]),
         ("training.warmup_ratio=1.5", ValueError, ["training.warmup_ratio"]),
         ("tasks.mlm.data.subsets=[]", ValueError, ["tasks.mlm.data.subsets"]),
-        ("tasks.mlm.model.init_from=/some/model", ValueError, ["init_from", "tasks.mlm.model.config"]),
+        ("tasks.mlm.model.init_from=/some/model", FileNotFoundError, ["tasks.mlm.model.init_from", "/some/model"]),
     ],
 )
 def test_mistakes_are_refused_with_the_field_and_the_valid_choices(override, error, words):
