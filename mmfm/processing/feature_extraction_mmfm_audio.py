@@ -33,6 +33,7 @@ from .mmfm_processing_validation import (
     make_batch_feature,
     to_numpy,
 )
+from .mmfm_processor_config import OwnSettingsMixin
 
 logger = logging.get_logger(__name__)
 
@@ -40,7 +41,7 @@ LOG_FLOOR = 1e-10
 PADDING_CHOICES = (True, False, "longest", "max_length", "do_not_pad")
 
 
-class MMFMAudioFeatureExtractor(SequenceFeatureExtractor):
+class MMFMAudioFeatureExtractor(OwnSettingsMixin, SequenceFeatureExtractor):
     r"""Turns mono waveforms into normalised log-mel frames for the mmfm audio encoder.
 
     Args:
@@ -74,6 +75,8 @@ class MMFMAudioFeatureExtractor(SequenceFeatureExtractor):
     # `save_pretrained` copies this file and its sibling imports into the folder and writes `auto_map`,
     # so `AutoFeatureExtractor.from_pretrained(folder, trust_remote_code=True)` loads it without mmfm.
     _auto_class = "AutoFeatureExtractor"
+    # This processor's entry in a composite MMFMProcessor's processor_config.json.
+    processor_config_key = "audio_processor"
 
     def __init__(
         self,

@@ -24,13 +24,14 @@ from .mmfm_processing_validation import (
     make_batch_feature,
     to_numpy,
 )
+from .mmfm_processor_config import OwnSettingsMixin
 
 logger = logging.get_logger(__name__)
 
 EDGE_PADDING = -1
 
 
-class MMFMGraphProcessor(FeatureExtractionMixin):
+class MMFMGraphProcessor(OwnSettingsMixin, FeatureExtractionMixin):
     r"""Batches graphs for the mmfm graph encoder, with zero-padded nodes and -1-padded edge lists.
 
     Accepted graphs (one, or a list):
@@ -66,6 +67,8 @@ class MMFMGraphProcessor(FeatureExtractionMixin):
     # `save_pretrained` copies this file and its sibling imports into the folder and writes `auto_map`,
     # so `AutoFeatureExtractor.from_pretrained(folder, trust_remote_code=True)` loads it without mmfm.
     _auto_class = "AutoFeatureExtractor"
+    # This processor's entry in a composite MMFMProcessor's processor_config.json.
+    processor_config_key = "graph_feature_extractor"
 
     def __init__(
         self,

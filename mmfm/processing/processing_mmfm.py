@@ -43,9 +43,9 @@ from .timeseries_processing_mmfm import MMFMTimeSeriesProcessor
 SUB_PROCESSORS: dict[str, tuple[str, type]] = {
     "text": ("tokenizer", PreTrainedTokenizerBase),
     "vision": ("image_processor", MMFMImageProcessor),
-    "audio": ("audio_processor", MMFMAudioFeatureExtractor),
-    "graph": ("graph_feature_extractor", MMFMGraphProcessor),
-    "timeseries": ("timeseries_feature_extractor", MMFMTimeSeriesProcessor),
+    "audio": (MMFMAudioFeatureExtractor.processor_config_key, MMFMAudioFeatureExtractor),
+    "graph": (MMFMGraphProcessor.processor_config_key, MMFMGraphProcessor),
+    "timeseries": (MMFMTimeSeriesProcessor.processor_config_key, MMFMTimeSeriesProcessor),
 }
 TOKENIZED = ("text",)
 LEGACY_INDEX_NAME = "mmfm_processor.json"  # written by mmfm before processors became portable

@@ -25,6 +25,7 @@ from .mmfm_processing_validation import (
     make_batch_feature,
     to_numpy,
 )
+from .mmfm_processor_config import OwnSettingsMixin
 
 logger = logging.get_logger(__name__)
 
@@ -33,7 +34,7 @@ SIDE_CHOICES = ("left", "right")
 MISSING_CHOICES = ("nan", "error")
 
 
-class MMFMTimeSeriesProcessor(FeatureExtractionMixin):
+class MMFMTimeSeriesProcessor(OwnSettingsMixin, FeatureExtractionMixin):
     r"""Turns univariate or multivariate series into fixed-length windows for the mmfm time-series encoder.
 
     Accepted input: one series, (L,) univariate or (L, C) time-major (numpy array, torch tensor or list of
@@ -66,6 +67,8 @@ class MMFMTimeSeriesProcessor(FeatureExtractionMixin):
     # `save_pretrained` copies this file and its sibling imports into the folder and writes `auto_map`,
     # so `AutoFeatureExtractor.from_pretrained(folder, trust_remote_code=True)` loads it without mmfm.
     _auto_class = "AutoFeatureExtractor"
+    # This processor's entry in a composite MMFMProcessor's processor_config.json.
+    processor_config_key = "timeseries_feature_extractor"
 
     def __init__(
         self,

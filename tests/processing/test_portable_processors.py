@@ -256,3 +256,15 @@ def test_exported_models_serve_pipelines_without_mmfm(tmp_path, tokenizer):
             [a["score"] for a in local[task]], abs=1e-6
         )
         assert sorted(a["label"] for a in remote[task]) == sorted(inputs["labels"])
+
+
+def test_each_processor_class_reads_its_own_entry_of_a_composite_folder(tmp_path, tokenizer):
+    processors = _save_processors(tmp_path, tokenizer)
+    for modality in ["vision", "audio", "graph", "timeseries"]:
+        expected = processors["composite"][modality]
+        loaded = type(expected).from_pretrained(tmp_path / "composite")
+        assert loaded.to_dict() == expected.to_dict(), modality
+    with pytest.raises(
+        ValueError, match="settings of a MMFMAudioFeatureExtractor, not of a MMFMGraphProcessor"
+    ):
+        type(processors["graph"]["graph"]).from_pretrained(tmp_path / "audio")
