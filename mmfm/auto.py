@@ -6,12 +6,13 @@ model and the Auto classes it declares (`mmfm.objectives`).
 """
 
 import transformers
-from transformers import AutoConfig, AutoFeatureExtractor, AutoImageProcessor, AutoModel
+from transformers import AutoConfig, AutoFeatureExtractor, AutoImageProcessor, AutoModel, AutoProcessor
 from transformers.image_processing_utils import BaseImageProcessor
 
 from .modalities import modality_specs
 from .models import HEAD_CLASSES, MMFMConfig, MMFMModel
 from .objectives import objectives_of
+from .processing import MMFMProcessor
 
 _registered = False
 
@@ -26,7 +27,8 @@ def register_auto_classes() -> None:
       saved `config.architectures`, so `AutoModelForPreTraining` loads every export (a bare encoder gets the
       modality's default objective, the tuple's first);
     - each downstream head (`mmfm.models.HEAD_CLASSES`) with the Auto classes it declares, the same way;
-    - the image processor with `AutoImageProcessor`, the other processors with `AutoFeatureExtractor`.
+    - the image processor with `AutoImageProcessor`, the other processors with `AutoFeatureExtractor`, and
+      `MMFMProcessor` with `AutoProcessor` for the composite.
     """
     global _registered
     if _registered:
@@ -62,6 +64,9 @@ def register_auto_classes() -> None:
     AutoModel.register(MMFMConfig, MMFMModel, exist_ok=True)
     # The composite answers `logits_per_image`, as the zero-shot image classification pipeline asks.
     transformers.AutoModelForZeroShotImageClassification.register(MMFMConfig, MMFMModel, exist_ok=True)
+    # A composite export's `processor_config.json` names MMFMProcessor: AutoProcessor then uses mmfm's class
+    # (without mmfm, the copy saved in the folder). Encoders get none: AutoProcessor gives their one processor.
+    AutoProcessor.register(MMFMConfig, MMFMProcessor, exist_ok=True)
     _registered = True
 
 
