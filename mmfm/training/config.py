@@ -301,6 +301,26 @@ class LoggingSection:
 
 
 @dataclass
+class HubSection:
+    """Publishing the export to the Hugging Face Hub when the run ends (main process, after the evaluation;
+    the same as `mmfm-publish <output_dir> --repo-id <model_id>` later, see `mmfm.hub`).
+
+    Attributes:
+        push_to_hub: push the export with a model card (evaluation, hyperparameters, loss plot) at the end.
+        model_id: the Hub repository, `<user or org>/<name>`; required with `push_to_hub`.
+        private: create the repository private (an existing one keeps its visibility).
+        revision: the branch to push to, created from main when missing (null: main).
+        task: the task whose model a multi-task run pushes (`model/<task>`); null for one task.
+    """
+
+    push_to_hub: bool = False
+    model_id: str | None = None
+    private: bool = False
+    revision: str | None = None
+    task: str | None = None
+
+
+@dataclass
 class RunConfig:
     """The whole run. `tasks` maps a task name (free, e.g. `mlm` or `vision_mae`) to its section.
 
@@ -318,6 +338,7 @@ class RunConfig:
     training: TrainingSection = field(default_factory=TrainingSection)
     checkpointing: CheckpointSection = field(default_factory=CheckpointSection)
     logging: LoggingSection = field(default_factory=LoggingSection)
+    hub: HubSection = field(default_factory=HubSection)
 
 
 # ---------------------------------------------------------------------------------------------- parsing
@@ -558,6 +579,7 @@ def check_run(config: RunConfig) -> None:
     _require_positive(config.checkpointing, "checkpointing", "keep_last")
     _require_positive(config.logging, "logging", "log_every")
     check_trackers(config.logging.report_to)
+    check_hub(config)
 
 
 def check_replay(task: TaskSection, where: str) -> None:
@@ -582,6 +604,30 @@ def check_replay(task: TaskSection, where: str) -> None:
             f"{field_name}` is for single-encoder objectives; `{where}` ({task.objective}) draws its pairs from "
             "`data.subsets`: list the original pairs there."
         )
+
+
+def check_hub(config: RunConfig) -> None:
+    """`hub.push_to_hub` names its repository (and a multi-task run its task), and the push can happen:
+    checked before training, not after it."""
+    hub = config.hub
+    if not hub.push_to_hub:
+        return
+    if not hub.model_id:
+        raise ValueError(
+            "`hub.push_to_hub` is true but `hub.model_id` is not set: name the Hub repository, e.g. "
+            "hub.model_id=<user>/<name> (or set hub.push_to_hub=false and publish later with mmfm-publish)."
+        )
+    if hub.task is None and len(config.tasks) > 1:
+        raise ValueError(
+            f"`hub.task` is not set, and this run trains one model per task ({', '.join(config.tasks)}): name the "
+            "one `hub.push_to_hub` pushes, e.g. hub.task=" + next(iter(config.tasks)) + "."
+        )
+    if hub.task is not None and hub.task not in config.tasks:
+        raise ValueError(f"`hub.task` {hub.task!r} is not a task of this run; its tasks: {list(config.tasks)}.")
+    # Publishing is optional: its module is loaded when a run asks for it.
+    from ..hub.publish import CONFIG_NAMES, check_push_settings
+
+    check_push_settings(hub.model_id, hub.revision, names=CONFIG_NAMES)
 
 
 def check_trackers(report_to: list[str]) -> None:

@@ -45,7 +45,7 @@ MARKER = ".mmfm-run"
 LOCK = ".mmfm-lock"
 RUN_FILE = "run_config.yaml"
 # Fields that may change when a run is continued (longer, with other logging or checkpoint settings).
-CONTINUABLE = ("output_dir", "overwrite_output_dir", "training.max_steps", "checkpointing.", "logging.")
+CONTINUABLE = ("output_dir", "overwrite_output_dir", "training.max_steps", "checkpointing.", "logging.", "hub.")
 
 
 class RunFolder:

@@ -472,8 +472,9 @@ class Trainer:
     def finish(
         self, exported: dict[str, str], evaluation: dict[str, Any] | None = None, extra: dict[str, Any] | None = None
     ) -> dict[str, Any]:
-        """Write `metrics.json` and `loss.png` (main process) and close the trackers; returns the metrics.
-        `extra` adds top-level entries (a continued run's `init_from` and `forgetting`)."""
+        """Write `metrics.json` and `loss.png` (main process), close the trackers and, with `hub.push_to_hub`,
+        publish the run (main process, `mmfm.hub.push_run`); returns the metrics. `extra` adds top-level
+        entries (a continued run's `init_from` and `forgetting`)."""
         summary = self.metrics_summary(exported)
         summary["evaluation"] = evaluation or {}
         summary.update(extra or {})
@@ -490,6 +491,11 @@ class Trainer:
                     title=f"mmfm pretraining: {self.output_dir.name}",
                 )
         self.accelerator.end_training()
+        hub = getattr(self.config, "hub", None)
+        if hub is not None and hub.push_to_hub and self.accelerator.is_main_process:
+            from ..hub import push_run  # publishing is optional: loaded when asked for
+
+            push_run(self.output_dir, hub)
         return summary
 
     def metrics_summary(self, exported: dict[str, str]) -> dict[str, Any]:
