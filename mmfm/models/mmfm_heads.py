@@ -17,6 +17,7 @@ from transformers import initialization as init
 from transformers.loss.loss_utils import ForSequenceClassificationLoss, ForTokenClassification
 
 from .mmfm_layers import InputDtypeError, check_tensor
+from .pipeline_mmfm import custom_pipelines
 
 IGNORE_INDEX = -100
 PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
@@ -30,10 +31,14 @@ class MMFMHeadMixin:
             is the first); the encoder configuration's `auto_map_classes` lists them for every export.
         head_modules: names of the layers the head adds on top of the encoder (what a PEFT adapter trains
             in full, `modules_to_save`); they are initialised here and left out of encoder checkpoints.
+        pipeline_tasks: the pipeline tasks of `pipeline_mmfm.py` that serve the head, for the tasks
+            transformers has no pipeline for (graph, time series); written to `config.custom_pipelines` on save,
+            and this folder's `pipeline_mmfm.py` is saved with the model.
     """
 
     auto_classes: ClassVar[tuple[str, ...]] = ()
     head_modules: ClassVar[tuple[str, ...]] = ("classifier",)
+    pipeline_tasks: ClassVar[tuple[str, ...]] = ()
     # `Trainer` passes `num_items_in_batch` to the heads that take it (exact loss under gradient accumulation).
     accepts_loss_kwargs: ClassVar[bool] = True
 
@@ -44,6 +49,11 @@ class MMFMHeadMixin:
             init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
             if module.bias is not None:
                 init.zeros_(module.bias)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        if self.pipeline_tasks:
+            self.config.custom_pipelines = custom_pipelines(self.pipeline_tasks)
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
 
 def classifier_dropout(config: PreTrainedConfig) -> nn.Dropout:

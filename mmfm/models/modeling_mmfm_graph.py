@@ -384,6 +384,7 @@ class MMFMGraphForGraphClassification(MMFMHeadMixin, MMFMGraphPreTrainedModel):
 
     auto_classes = ("AutoModelForSequenceClassification",)
     _auto_class = "AutoModelForSequenceClassification"
+    pipeline_tasks = ("graph-classification",)
 
     def __init__(self, config: MMFMGraphConfig):
         super().__init__(config)

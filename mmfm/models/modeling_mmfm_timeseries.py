@@ -288,6 +288,7 @@ class MMFMTimeSeriesForClassification(MMFMHeadMixin, MMFMTimeSeriesPreTrainedMod
 
     auto_classes = ("AutoModelForSequenceClassification",)
     _auto_class = "AutoModelForSequenceClassification"
+    pipeline_tasks = ("time-series-classification",)
 
     def __init__(self, config: MMFMTimeSeriesConfig):
         super().__init__(config)
@@ -347,6 +348,8 @@ class MMFMTimeSeriesForRegression(MMFMTimeSeriesForClassification):
     series (PatchTST's `num_targets`), MSE loss, predictions in `logits` (B, num_labels). Fixing the problem
     type matters with several targets, which transformers would otherwise read as multi-label."""
 
+    pipeline_tasks = ("time-series-regression",)
+
     def __init__(self, config: MMFMTimeSeriesConfig):
         if config.problem_type not in (None, "regression"):
             raise ValueError(
@@ -388,6 +391,7 @@ class MMFMTimeSeriesForPrediction(MMFMHeadMixin, MMFMTimeSeriesPreTrainedModel):
     auto_classes = ("AutoModelForTimeSeriesPrediction",)
     _auto_class = "AutoModelForTimeSeriesPrediction"
     head_modules = ("prediction_head",)
+    pipeline_tasks = ("time-series-forecasting",)
     # The MSE is a mean over values; `num_items_in_batch` (counted labels) does not apply.
     accepts_loss_kwargs = False
 
