@@ -41,12 +41,17 @@ class NonFiniteLossError(RuntimeError):
 class Trainer:
     """Runs `config.training.max_steps` optimizer steps of `model` (prepared here) over `tasks`.
 
+    Subclasses (fine-tuning) extend it through `after_step`, `_trainer_state`/`load_extra_state`,
+    `plotted_history` and `metrics_summary`; `kind` names the run in the progress bar and the plot.
+
     Args:
         config: the run.
         accelerator: from `build_accelerator`.
         tasks: from `build_tasks`.
         model: the task's model or a `MultiTaskModel`; `optimizer` and `scheduler` built on it.
     """
+
+    kind = "pretraining"
 
     def __init__(
         self, config: RunConfig, accelerator: Accelerator, tasks: dict[str, Task], model, optimizer, scheduler,
@@ -68,7 +73,7 @@ class Trainer:
         self.counters = {"micro_batches": 0, "nonfinite_steps": 0, "skipped_samples": 0, "samples": 0}
         # Bad rows per task on this process, capped by its data section (in a row, and per epoch).
         self.bad_rows = {
-            name: BadRowCounter(BadRowLimits.of(task.section.data, f"tasks.{name}.data"))
+            name: BadRowCounter(BadRowLimits.of(task.section.data, self.data_field(name)))
             for name, task in tasks.items()
         }
         self.history: list[dict[str, Any]] = []
@@ -103,8 +108,12 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         for name, position in state["streams"].items():
             self.tasks[name].stream.load_state_dict(position)
+        self.load_extra_state(state)
         self.resumed_from = str(folder)
         logger.info("Resumed from %s at step %d.", folder, self.step)
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """Read what a subclass added to `_trainer_state` (fine-tuning: its evaluations) back on resume."""
 
     def _trainer_state(self) -> dict[str, Any]:
         return {
@@ -159,7 +168,7 @@ class Trainer:
         if self.config.logging.report_to and self.config.logging.report_to != ["none"]:
             self.accelerator.init_trackers("mmfm", config=tracker_config(self.config))
         bar = tqdm(
-            total=training.max_steps, initial=self.step, desc="pretraining", unit="step", dynamic_ncols=True,
+            total=training.max_steps, initial=self.step, desc=self.kind, unit="step", dynamic_ncols=True,
             disable=not (self.accelerator.is_main_process and self.config.logging.progress_bar),
         )  # fmt: skip
         self.model.train()
@@ -179,15 +188,27 @@ class Trainer:
             )
             bar.set_postfix(postfix, refresh=False)
             bar.update(1)
+            done = self.after_step()  # before the checkpoint, which then records what it decided
             if (checkpointing.save_every and self.step % checkpointing.save_every == 0) or self._stop_agreed:
                 self.save()
             if self._stop_agreed:
                 bar.close()
                 return False
+            if done:
+                break
         bar.close()
         if self.saved_step != self.step:
             self.save()  # the end state, so a longer run can continue from it
         return True
+
+    def data_field(self, task: str) -> str:
+        """The config section of a task's data, for messages."""
+        return f"tasks.{task}.data"
+
+    def after_step(self) -> bool:
+        """Called on every process after each optimizer step; True ends the run early, as if `max_steps` were
+        reached (fine-tuning evaluates here and stops early). Pretraining runs to `max_steps`."""
+        return False
 
     def _guarded_step(self) -> dict[str, Any]:
         try:
@@ -486,9 +507,9 @@ class Trainer:
             (self.output_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
             if any(math.isfinite(r.get("loss", math.nan)) for r in self.history):
                 plot_loss_curve(
-                    self.history,
+                    self.plotted_history(),
                     self.output_dir / "loss.png",
-                    title=f"mmfm pretraining: {self.output_dir.name}",
+                    title=f"mmfm {self.kind}: {self.output_dir.name}",
                 )
         self.accelerator.end_training()
         hub = getattr(self.config, "hub", None)
@@ -497,6 +518,10 @@ class Trainer:
 
             push_run(self.output_dir, hub)
         return summary
+
+    def plotted_history(self) -> list[dict[str, Any]]:
+        """The records `loss.png` draws (every key ending in `loss`)."""
+        return self.history
 
     def metrics_summary(self, exported: dict[str, str]) -> dict[str, Any]:
         last = self.history[-1] if self.history else {}

@@ -1,0 +1,91 @@
+"""Supervised fine-tuning of an mmfm encoder with a downstream head, fully or with PEFT (LoRA, DoRA, IA3), on
+the pretraining engine (Accelerate and DeepSpeed, checkpoints and exact resume, progress, throughput, MFU).
+
+    accelerate launch recipes/finetune.py                                  # the default recipe (digits)
+    accelerate launch recipes/finetune.py --config vision model.init_from=outputs/mae/model
+    accelerate launch recipes/finetune.py --config text finetune.peft.method=lora training.max_steps=300
+    mmfm-finetune --config audio                                          # installed: a shipped config by name
+
+Shipped configs (`mmfm/recipes/configs/finetune/`): text, vision, audio, graph, timeseries, default. The run
+folder gets checkpoints (resumed automatically), `best/` (the best validation step's trainable weights),
+`adapter/` (PEFT; `AutoPeftModelFor<X>.from_pretrained` loads it) or `model/` (full fine-tuning, or the
+adapter merged with `finetune.merge_adapter`), `metrics.json` (validation curve, best step, test metrics
+of the best checkpoint, trainable parameters, peak memory, step time) and `loss.png`.
+"""
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+# Read before the slow imports: a launcher that dies meanwhile still stops this run (mmfm.training.signals).
+LAUNCHER_PID = os.getppid()
+
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+
+from mmfm.training import RunFolder, build_accelerator, build_optimizer, build_scheduler, prepare_output_dir
+from mmfm.training.finetune_config import FinetuneConfig, parse_finetune_command_line
+from mmfm.training.finetune_setup import build_finetune
+from mmfm.training.finetune_trainer import FinetuneTrainer
+from mmfm.training.signals import handle_stop_signals
+
+DEFAULT_CONFIG = Path(__file__).parent / "configs" / "finetune" / "default.yaml"
+logger = logging.getLogger("mmfm.recipes.finetune")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    # 1. The run: a YAML recipe plus overrides, checked before anything is built.
+    config = parse_finetune_command_line(sys.argv[1:] if argv is None else argv, default=DEFAULT_CONFIG)
+    accelerator = build_accelerator(config)
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=logging.INFO if accelerator.is_main_process else logging.WARNING,
+    )
+    stop = handle_stop_signals(LAUNCHER_PID)  # SIGTERM/SIGINT: stop after the same step with a checkpoint
+    # 2. A fresh run folder, or the same run to continue, held by this run until it ends.
+    run_folder = prepare_output_dir(config, accelerator)
+    try:
+        return finetune(config, accelerator, run_folder)
+    finally:
+        run_folder.release()
+        stop.uninstall()
+
+
+def finetune(config: FinetuneConfig, accelerator: Accelerator, run_folder: RunFolder) -> dict:
+    # 3. Labelled data (train / validation carved from train / test), the head on the saved or a new encoder,
+    # PEFT adapters on request; the optimizer trains what requires gradients.
+    set_seed(config.seed, device_specific=True)
+    setup = build_finetune(config, accelerator)
+    model = setup.task.model
+    optimizer = build_optimizer(model, config.training)
+    scheduler = build_scheduler(optimizer, config.training)
+    # 4. Train with evaluations on the validation split (best weights kept, early stopping), continuing from
+    # the newest checkpoint when there is one.
+    trainer = FinetuneTrainer(
+        config, accelerator, {"finetune": setup.task}, model, optimizer, scheduler, run_folder,
+        validation=setup.data.validation, collate=setup.collate,
+    )  # fmt: skip
+    trainer.resume()
+    run_folder.record_start()
+    if not trainer.train():
+        accelerator.end_training()
+        logger.warning("Stopped by %s after step %d: run the same command to continue.", trainer.stopped_by.name,
+                       trainer.step)  # fmt: skip
+        sys.exit(128 + trainer.stopped_by)
+    # 5. The best checkpoint: scored on the test split, exported (adapter/ or model/), reported.
+    test = trainer.score_best(setup.data.test)
+    peft = config.finetune.peft.method != "none"
+    if peft:
+        accelerator.unwrap_model(trainer.model).peft_config[
+            "default"
+        ].base_model_name_or_path = setup.adapter_base
+    exported = trainer.export_finetuned(peft, config.finetune.merge_adapter)
+    metrics = trainer.finish(exported)
+    logger.info("Done: best step %s (validation %s %.4f), test %s, outputs %s", metrics["best_step"],
+                trainer.metric, trainer.best["value"], test, exported)  # fmt: skip
+    return metrics
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""The fine-tuning recipe on every modality, fully and with LoRA, DoRA and IA3, in this process on the test
+demo corpus with tiny widths: it trains, evaluates on the validation split, keeps the best step, scores it
+on the test split and exports an adapter that `AutoPeftModel*` reloads with the same outputs."""
+
+import importlib
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from accelerate.state import AcceleratorState, GradientState
+from safetensors.torch import load_file
+
+from mmfm.training.finetune_config import load_finetune_config
+from mmfm.training.finetune_data import LabelledRowCollator, evaluation_batches, load_labelled_data
+from mmfm.training.finetune_model import finetune_modality
+
+from ._runs import TINY, metrics
+
+SHIPPED = sorted((Path(__file__).resolve().parents[2] / "recipes" / "configs" / "finetune").glob("*.yaml"))
+# Per modality: the demo subset, label column and head of the tiny runs, and encoder fields.
+RUNS = {
+    "text": ("newsgroups", "label", "classification", {}),
+    "vision": ("digits", "label", "classification", {"image_size": 16, "patch_size": 4}),
+    "audio": ("spoken_digits", "label", "classification", {}),
+    "graph": ("molecules", "tpsa", "regression", {}),
+    "timeseries": ("captioned", "label", "classification", {}),
+}
+
+
+def run_finetune(*argv: str) -> dict:
+    """`mmfm.recipes.finetune.main(argv)` in this process, with a fresh Accelerator state."""
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    try:
+        return importlib.import_module("mmfm.recipes.finetune").main(list(argv))
+    finally:
+        AcceleratorState._reset_state(True)
+        GradientState._reset_state()
+
+
+def tiny_args(out: Path, modality: str = "vision", *extra: str) -> list[str]:
+    """A tiny run on `modality`'s demo subset (from an empty config, not the default recipe), 4 steps."""
+    subset, label, head, fields = RUNS[modality]
+    empty = out.parent / "empty.yaml"
+    empty.parent.mkdir(parents=True, exist_ok=True)
+    empty.write_text("{}\n")
+    return [
+        "--config", str(empty), f"output_dir={out}", f"modality={modality}", f"data.subset={subset}", f"data.label_column={label}",
+        f"finetune.head={head}", "finetune.metric_for_best=loss", "finetune.eval_every=2", "data.max_length=32",
+        "training.max_steps=4", "training.per_device_batch_size=8", "training.warmup_ratio=0",
+        "checkpointing.save_every=0", "logging.log_every=1", "logging.progress_bar=false", "logging.report_to=[]",
+        *[f"model.config.{k}={v}" for k, v in {**TINY, **fields}.items()], *extra,
+    ]  # fmt: skip
+
+
+def score(model, out: Path, split: str) -> dict[str, float]:
+    """Mean loss and predictions of `model` on a split of the run in `out`, batched as the run batches."""
+    config = load_finetune_config(out / "run_config.yaml")
+    spec = finetune_modality(config)
+    data = load_labelled_data(config, spec)
+    from mmfm.processing import MMFMProcessor
+
+    folder = out / ("adapter" if (out / "adapter").is_dir() else "model")
+    collate = LabelledRowCollator(spec, MMFMProcessor.from_pretrained(folder), config, data.problem_type)
+    total, count, logits = 0.0, 0, []
+    with torch.no_grad():
+        for batch in evaluation_batches(getattr(data, split), collate, config.training.per_device_batch_size):
+            outputs = model.eval()(**batch["inputs"])
+            n = len(batch["inputs"]["labels"])
+            total, count = total + float(outputs.loss) * n, count + n
+            logits.append(outputs.logits)
+    return {"loss": total / count, "logits": torch.cat(logits)}
+
+
+def load_adapter(folder: Path):
+    from mmfm.peft_defaults import peft_task
+
+    config = json.loads((folder / "adapter_config.json").read_text())
+    base = config["auto_mapping"]["base_model_class"] if config.get("auto_mapping") else None
+    task_type = config["task_type"]
+    auto = {
+        "SEQ_CLS": "AutoPeftModelForSequenceClassification",
+        "TOKEN_CLS": "AutoPeftModelForTokenClassification",
+    }
+    name = (
+        auto[task_type]
+        if task_type
+        else peft_task(getattr(importlib.import_module("mmfm.models"), base)).auto_peft_class
+    )
+    return getattr(importlib.import_module("peft"), name).from_pretrained(folder)
+
+
+@pytest.mark.parametrize(
+    "modality,method",
+    [("text", "lora"), ("vision", "lora"), ("audio", "lora"), ("graph", "lora"), ("timeseries", "lora"),
+     ("text", "dora"), ("timeseries", "ia3"), ("vision", "none"), ("graph", "none")],
+)  # fmt: skip
+def test_finetune_runs_evaluates_and_exports(modality, method, tmp_path):
+    out = tmp_path / "run"
+    result = run_finetune(*tiny_args(out, modality, f"finetune.peft.method={method}"))
+    assert result == metrics(out)
+    assert result["steps"] == 4 and [e["step"] for e in result["validation"]] == [2, 4]
+    losses = [e["loss"] for e in result["validation"]]
+    assert result["best_step"] == [2, 4][losses.index(min(losses))]
+    assert set(result["test"]) >= (
+        {"mse", "mae", "r2"} if RUNS[modality][2] == "regression" else {"accuracy", "f1"}
+    )
+    assert result["peak_memory_bytes"] > 0 and result["mean_step_seconds"] > 0
+    assert (out / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    if method == "none":
+        assert result["trainable_parameters"] == result["total_parameters"]
+        from transformers import AutoModel
+
+        assert AutoModel.from_pretrained(out / "model") is not None  # the encoder of the fine-tuned head
+        return
+    assert 0 < result["trainable_parameters"] < result["total_parameters"]
+    # The adapter, reloaded as a user would (base model and head named in adapter_config.json), scores the test
+    # split exactly as the run's best model did.
+    adapter = load_adapter(out / "adapter")
+    assert score(adapter, out, "test")["loss"] == pytest.approx(result["test"]["loss"], rel=1e-5, abs=1e-6)
+
+
+def test_merged_model_equals_the_adapter(tmp_path):
+    from transformers import AutoModelForImageClassification
+
+    out = tmp_path / "run"
+    run_finetune(*tiny_args(out, "vision", "finetune.peft.method=lora", "finetune.merge_adapter=true"))
+    merged = AutoModelForImageClassification.from_pretrained(out / "model")
+    assert not any("lora" in name for name in merged.state_dict())
+    adapter, plain = score(load_adapter(out / "adapter"), out, "test"), score(merged, out, "test")
+    torch.testing.assert_close(plain["logits"], adapter["logits"], atol=1e-5, rtol=1e-5)
+
+
+def test_the_exported_model_is_the_best_validation_step(tmp_path):
+    from transformers import AutoModelForImageClassification
+
+    out = tmp_path / "run"
+    result = run_finetune(*tiny_args(out, "vision", "training.max_steps=6", "finetune.eval_every=1",
+                                     "training.learning_rate=0.02"))  # fmt: skip
+    losses = [e["loss"] for e in result["validation"]]
+    assert result["best_step"] == losses.index(min(losses)) + 1
+    exported = score(AutoModelForImageClassification.from_pretrained(out / "model"), out, "validation")
+    assert exported["loss"] == pytest.approx(min(losses), rel=1e-5)
+
+
+def test_early_stopping_stops(tmp_path):
+    result = run_finetune(*tiny_args(tmp_path / "run", "vision", "training.max_steps=20", "finetune.eval_every=1",
+                                     "finetune.early_stopping_patience=2", "finetune.metric_for_best=accuracy",
+                                     "training.learning_rate=1e-12"))  # fmt: skip
+    assert result["stopped_early"] and result["steps"] == 3 and result["best_step"] == 1
+
+
+def test_resume_continues_exactly(tmp_path):
+    common = ["finetune.peft.method=lora", "finetune.eval_every=3", "training.lr_scheduler=constant",
+              "checkpointing.save_every=3"]  # fmt: skip
+    straight = run_finetune(*tiny_args(tmp_path / "straight", "text", *common, "training.max_steps=6"))
+    run_finetune(*tiny_args(tmp_path / "resumed", "text", *common, "training.max_steps=3"))
+    resumed = run_finetune(*tiny_args(tmp_path / "resumed", "text", *common, "training.max_steps=6"))
+    assert resumed["resumed_from"].endswith("step_00000003")
+    assert [e["loss"] for e in resumed["validation"]] == [e["loss"] for e in straight["validation"]]
+    assert [r["loss"] for r in resumed["history"]] == [r["loss"] for r in straight["history"]]
+    a, b = (
+        load_file(str(tmp_path / name / "adapter" / "adapter_model.safetensors"))
+        for name in ("straight", "resumed")
+    )
+    assert sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize(
+    "extra,error,match",
+    [
+        (["finetune.peft.method=adalora"], ValueError, r"finetune\.peft\.method.*one of"),
+        (["finetune.peft.method=lora", "finetune.peft.target_modules=[query]"], ValueError,
+         r"finetune\.peft\.target_modules.*'query'.*matches no module.*qkv"),
+        (["finetune.num_labels=3"], ValueError, r"finetune\.num_labels.*3 contradicts.*10 classes"),
+        (["data.label_column=digit"], ValueError, r"data\.label_column.*'digit'.*columns are \['image', 'label'"),
+        (["finetune.head=regression", "data.label_column=caption"], ValueError,
+         r"regression needs numbers in `data\.label_column` = 'caption'"),
+        (["finetune.head=token_classification"], ValueError, r"finetune\.head.*token_classification.*vision"),
+    ],
+    ids=["peft-method", "target-modules", "num-labels", "label-column", "regression-on-text", "head"],
+)  # fmt: skip
+def test_bad_input_is_refused_before_training(tmp_path, extra, error, match):
+    with pytest.raises(error, match=match):
+        run_finetune(*tiny_args(tmp_path / "run", "vision", *extra))
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_a_base_model_of_another_modality_is_refused(tmp_path):
+    from mmfm.models import MMFMTextConfig, MMFMTextModel
+
+    MMFMTextModel(MMFMTextConfig.from_preset("tiny", **TINY)).save_pretrained(tmp_path / "text_encoder")
+    args = [a for a in tiny_args(tmp_path / "run", "vision") if not a.startswith("model.config")]
+    with pytest.raises(ValueError, match=r"model\.init_from.*is a text model, but `modality` is 'vision'"):
+        run_finetune(*args, f"model.init_from={tmp_path / 'text_encoder'}")
+
+
+@pytest.mark.parametrize("config", SHIPPED, ids=[c.stem for c in SHIPPED])
+def test_shipped_configs_parse(config):
+    run = load_finetune_config(config)
+    assert run.finetune.eval_every > 0 and (run.modality or run.model.init_from)
+    assert load_finetune_config(config.stem).data == run.data  # by shipped name, as `--config vision`
