@@ -116,6 +116,8 @@ def _tags(source: PublishSource, found: list[str]) -> list[str]:
         tags.append("self-supervised")
     if len(found) > 1:
         tags.append("multimodal")
+    if source.finetune_section:
+        tags.append("fine-tuned")
     if source.adapter is not None:
         tags += ["peft", str(source.adapter.get("peft_type") or "adapter").lower()]
     if source.config.get("auto_map") and source.adapter is None:
@@ -135,6 +137,9 @@ def _summary(source: PublishSource, found: list[str]) -> str:
         text += f", trained with mmfm's `{objective}` objective" + (
             f" ({description})" if description else ""
         )
+    tune = source.finetune_section
+    if tune:
+        text += f", fine-tuned with a {tune.get('head')} head on `{source.data_section.get('label_column')}`"
     steps = (source.metrics or {}).get("steps")
     if steps is not None:
         text += f", {steps} optimizer steps"
@@ -165,7 +170,7 @@ def _model_rows(source: PublishSource, found: list[str], base: str | None) -> li
         (f"{of}model type", config.get("model_type")),
         ("modalities", ", ".join(found) or None),
         ("adapter parameters" if of else "parameters", _millions(facts.count_parameters(source.folder))),
-        ("run task", source.task if source.run_dir is not None else None),
+        ("run task", source.task if source.task_section else None),
         ("base model", base),
     ]
     if source.adapter is not None:
@@ -195,10 +200,10 @@ def _usage(source: PublishSource, repo: str, hub_base: str | None, *, with_mmfm:
     remote = "" if with_mmfm else ", trust_remote_code=True"
     lines = ["import mmfm  # registers mmfm's models and processors with transformers"] if with_mmfm else []
     if source.adapter is not None:
-        base = hub_base or "<base model id>"
+        base, auto_class = hub_base or "<base model id>", _adapter_base_class(source)
         return "\n".join(lines + [
-            "from peft import PeftModel", "from transformers import AutoModel", "",
-            f'base = AutoModel.from_pretrained("{base}"{remote})', f'model = PeftModel.from_pretrained(base, "{repo}")',
+            "from peft import PeftModel", f"from transformers import {auto_class}", "",
+            f'base = {auto_class}.from_pretrained("{base}"{remote})', f'model = PeftModel.from_pretrained(base, "{repo}")',
         ])  # fmt: skip
     auto_map = source.config.get("auto_map") or {}
     # Auto classes that load more than `AutoModel` does (a pretraining or task head).
@@ -219,7 +224,7 @@ def _usage(source: PublishSource, repo: str, hub_base: str | None, *, with_mmfm:
         f'model = AutoModel.from_pretrained("{repo}"{remote})  # the encoder(s): features, embeddings',
     ]
     if heads:
-        lines.append(f'pretrained = {heads[0]}.from_pretrained("{repo}"{remote})  # with its trained head(s)')
+        lines.append(f'with_head = {heads[0]}.from_pretrained("{repo}"{remote})  # with its trained head(s)')
     if with_mmfm:
         lines.append(f'processor = MMFMProcessor.from_pretrained(snapshot_download("{repo}"))')
     else:
@@ -234,6 +239,15 @@ def _usage(source: PublishSource, repo: str, hub_base: str | None, *, with_mmfm:
                   f'classify = pipeline("{tag}", model="{repo}", trust_remote_code=True)',
                   'classify(image, candidate_labels=["a cat", "a dog"])']  # fmt: skip
     return "\n".join(lines)
+
+
+def _adapter_base_class(source: PublishSource) -> str:
+    """The Auto class that loads the model the adapter was trained on: PEFT records its class
+    (`auto_mapping.base_model_class`), the base config's `auto_map` says which Auto class builds it."""
+    trained_on = ((source.adapter or {}).get("auto_mapping") or {}).get("base_model_class")
+    auto_map = source.config.get("auto_map") or {}
+    found = [c for c, target in auto_map.items() if c != "AutoConfig" and target.split(".")[-1] == trained_on]
+    return "AutoModel" if not found or "AutoModel" in found else found[0]
 
 
 def _processor_loaders(source: PublishSource) -> list[tuple[str, str]]:
@@ -291,7 +305,7 @@ def _limitations(
     if "text" in found and (source.task_section.get("model") or {}).get("tokenizer") == "demo":
         lines.append("Its tokenizer was trained on the demo corpus: a small vocabulary of English text.")
     lines.append(
-        "Evaluated only on the held-out splits listed above, with small probes."
+        "Evaluated only on the held-out test splits listed above."
         if evaluated
         else "Not evaluated at the end of its run: measure it on your data before relying on it."
     )
@@ -314,8 +328,8 @@ def _format(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, (dict, list)):
-        return "`" + json.dumps(value, separators=(", ", ": ")) + "`"
-    return str(value)
+        value = json.dumps(value, separators=(", ", ": "))
+    return str(value).replace("|", "\\|")  # a table cell ends at an unescaped `|`
 
 
 __all__ = ["DEFAULT_LICENSE", "build_model_card"]

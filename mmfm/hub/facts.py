@@ -180,14 +180,12 @@ def is_hub_id(name: str) -> bool:
 
 def training_data(source: PublishSource) -> list[dict[str, str]]:
     """`[{"name", "kind": "demo"|"local", "description"}]` of the sources the task trained on."""
-    data = source.task_section.get("data") or {}
+    data = source.data_section
     if not data:
         return []
     if data.get("source") == "demo":
-        return [
-            {"name": s, "kind": "demo", "description": _demo_description(s)}
-            for s in data.get("subsets") or []
-        ]
+        subsets = data.get("subsets") or ([data["subset"]] if data.get("subset") else [])
+        return [{"name": s, "kind": "demo", "description": _demo_description(s)} for s in subsets]
     return [{"name": Path(str(data.get("source"))).name, "kind": "local", "description": "local data"}]
 
 
@@ -218,6 +216,8 @@ def _demo_description(subset: str) -> str:
 def eval_results(source: PublishSource) -> list[EvalResult]:
     """One `EvalResult` per number the run's end-of-run evaluation reported for this task (model values;
     random-init and chance baselines go in the card's text)."""
+    if source.finetune_section:
+        return _finetune_results(source)
     report = ((source.metrics or {}).get("evaluation") or {}).get(source.task or "") or {}
     if not isinstance(report, dict):
         return []
@@ -250,6 +250,30 @@ def _probe_results(report: dict[str, Any], modality: str | None) -> list[EvalRes
                     metric_value=float(value),
                 ))  # fmt: skip
     return results
+
+
+def _finetune_results(source: PublishSource) -> list[EvalResult]:
+    """A fine-tuning run's test metrics (of its best validation checkpoint)."""
+    test = (source.metrics or {}).get("test") or {}
+    data = training_data(source)
+    if not isinstance(test, dict) or not data:
+        return []
+    name = data[0]["name"]
+    head, label = source.finetune_section.get("head"), source.data_section.get("label_column")
+    return [
+        EvalResult(
+            task_type=pipeline_tag(source) or "other",
+            task_name=f"{head} of `{label}` (fine-tuned)",
+            dataset_type=_dataset_type(name) if data[0]["kind"] == "demo" else name,
+            dataset_name=name,
+            dataset_split="test",
+            metric_type=metric,
+            metric_name=f"test {metric}",
+            metric_value=float(value),
+        )
+        for metric, value in test.items()
+        if metric != "loss" and isinstance(value, (int, float)) and not isinstance(value, bool)
+    ]
 
 
 # (probe, metric) -> (model-index metric type, metric name formatted with the probe's settings)
@@ -332,10 +356,19 @@ def hyperparameters(source: PublishSource) -> list[tuple[str, Any]]:
     if not run and not metrics:
         return []
     training = run.get("training") or {}
-    task = source.task_section
+    task, tune = source.task_section, source.finetune_section
+    peft = tune.get("peft") or {}
     rows: list[tuple[str, Any]] = [
         ("objective", task.get("objective")),
         ("objective settings", task.get("objective_config") or None),
+        ("head", tune.get("head")),
+        ("label column", source.data_section.get("label_column") if tune else None),
+        (
+            "PEFT",
+            f"{peft['method']} (r={peft.get('r')})" if peft.get("method") not in (None, "none") else None,
+        ),
+        ("best validation step", metrics.get("best_step") if tune else None),
+        ("metric for the best step", metrics.get("metric_for_best") if tune else None),
         ("steps", metrics.get("steps", training.get("max_steps"))),
         ("batch size per device", training.get("per_device_batch_size")),
         ("gradient accumulation steps", training.get("gradient_accumulation_steps")),

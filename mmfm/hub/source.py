@@ -25,6 +25,9 @@ ADAPTER_FILE = "adapter_config.json"
 METRICS_FILE = "metrics.json"
 LOSS_PLOT = "loss.png"
 EXPORT_DIR = "model"
+# A fine-tuning run (recipes/finetune.py, `finetune` in its run config) exports a PEFT adapter and/or a full
+# (or merged) model next to each other.
+FINETUNE_EXPORTS = ("adapter", "model")
 
 
 @dataclass
@@ -55,6 +58,18 @@ class PublishSource:
     def loss_plot(self) -> Path | None:
         plot = self.run_dir / LOSS_PLOT if self.run_dir is not None else None
         return plot if plot is not None and plot.is_file() else None
+
+    @property
+    def finetune_section(self) -> dict[str, Any]:
+        """A fine-tuning run's `finetune` section (empty otherwise)."""
+        return (self.run_config or {}).get("finetune") or {}
+
+    @property
+    def data_section(self) -> dict[str, Any]:
+        """What the model trained on: the task's `data`, or a fine-tuning run's `data` (empty outside a run)."""
+        if self.finetune_section:
+            return (self.run_config or {}).get("data") or {}
+        return self.task_section.get("data") or {}
 
     @property
     def task_section(self) -> dict[str, Any]:
@@ -106,12 +121,12 @@ def _from_run(run_dir: Path, task: str | None) -> PublishSource:
         )
     if task is None and len(exports) > 1:
         raise ValueError(
-            f"The run folder {str(run_dir)!r} has one model per task ({', '.join(sorted(exports))}): choose the one to "
-            f"publish with `--task` (e.g. `--task {min(exports)}`), or publish {EXPORT_DIR}/<task> directly."
+            f"The run folder {str(run_dir)!r} exports several models ({', '.join(sorted(exports))}): choose the one to "
+            f"publish with `--task` (e.g. `--task {min(exports)}`), or publish its folder directly."
         )
     if task is not None and task not in exports:
         raise ValueError(
-            f"`--task` {task!r} is not a task of the run {str(run_dir)!r}; its tasks: {sorted(exports)}."
+            f"`--task` {task!r} is not one of the models the run {str(run_dir)!r} exports: {sorted(exports)}."
         )
     name = task if task is not None else next(iter(exports))
     source = resolve_source(exports[name])
@@ -119,13 +134,15 @@ def _from_run(run_dir: Path, task: str | None) -> PublishSource:
 
 
 def run_exports(run_dir: Path) -> dict[str, Path]:
-    """`{task: export folder}` of a run: from `metrics.json` (`exported`), else what `model/` holds."""
-    metrics = _read_json(run_dir / METRICS_FILE) if (run_dir / METRICS_FILE).is_file() else {}
-    exported = {name: Path(folder) for name, folder in (metrics.get("exported") or {}).items()}
-    # The run may have been moved since: trust the layout under this folder over the recorded paths.
+    """`{name: export folder}` of a run, from its layout (a moved run's recorded paths are stale): a pretraining
+    run's `model/` (named by its task) or `model/<task>/`; a fine-tuning run's `adapter/` and `model/`."""
+    run_config = _read_run_config(run_dir) or {}
+    if "finetune" in run_config:
+        return {name: run_dir / name for name in FINETUNE_EXPORTS if _is_model(run_dir / name)}
     export = run_dir / EXPORT_DIR
     if _is_model(export):
-        names = list(exported) or list((_read_run_config(run_dir) or {}).get("tasks") or {}) or [EXPORT_DIR]
+        metrics = _read_json(run_dir / METRICS_FILE) if (run_dir / METRICS_FILE).is_file() else {}
+        names = list(run_config.get("tasks") or {}) or list(metrics.get("exported") or {}) or [EXPORT_DIR]
         return {names[0]: export}
     if export.is_dir():
         return {sub.name: sub for sub in sorted(export.iterdir()) if sub.is_dir() and _is_model(sub)}
@@ -137,12 +154,15 @@ def _is_model(folder: Path) -> bool:
 
 
 def _with_run(source: PublishSource, task: str | None) -> PublishSource:
-    """Attach the run folder `source.folder` was exported into (`<run>/model` or `<run>/model/<task>`)."""
-    parent, run_dir, name = source.folder.parent, None, None
-    if source.folder.name == EXPORT_DIR and _is_run(parent):
-        run_dir, name = parent, next(iter(run_exports(parent)), None)
-    elif parent.name == EXPORT_DIR and _is_run(parent.parent):
-        run_dir, name = parent.parent, source.folder.name
+    """Attach the run folder `source.folder` was exported into (`<run>/model`, `<run>/model/<task>`,
+    `<run>/adapter`)."""
+    run_dir, name = None, None
+    for candidate in (source.folder.parent, source.folder.parent.parent):
+        if _is_run(candidate):
+            names = [n for n, folder in run_exports(candidate).items() if folder.resolve() == source.folder]
+            if names:
+                run_dir, name = candidate, names[0]
+                break
     if task is not None and task != name:
         raise ValueError(
             f"`--task` {task!r} applies to a multi-task run folder; {str(source.folder)!r} is one model: leave `--task` "

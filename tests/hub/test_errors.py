@@ -41,10 +41,12 @@ def test_a_run_that_has_not_exported_yet(tmp_path, mae_run):
 
 def test_a_multi_task_run_needs_a_task(two_task_run, mae_run):
     with pytest.raises(
-        ValueError, match="one model per task \\(a, b\\): choose the one to publish with `--task`"
+        ValueError, match="exports several models \\(a, b\\): choose the one to publish with `--task`"
     ):
         publish(two_task_run, dry_run=True)
-    with pytest.raises(ValueError, match="`--task` 'c' is not a task of the run .*\\['a', 'b'\\]"):
+    with pytest.raises(
+        ValueError, match="`--task` 'c' is not one of the models the run .* exports: \\['a', 'b'\\]"
+    ):
         resolve_source(two_task_run, "c")
     with pytest.raises(ValueError, match="`--task` 'a' applies to a multi-task run folder"):
         resolve_source(mae_run / "model", "a")
