@@ -310,7 +310,8 @@ class HubSection:
         model_id: the Hub repository, `<user or org>/<name>`; required with `push_to_hub`.
         private: create the repository private (an existing one keeps its visibility).
         revision: the branch to push to, created from main when missing (null: main).
-        task: the task whose model a multi-task run pushes (`model/<task>`); null for one task.
+        task: the task whose model a multi-task run pushes (`model/<task>`); a fine-tuning run that exports
+            both: `adapter` or `model`; null when the run exports one model.
     """
 
     push_to_hub: bool = False
@@ -622,7 +623,8 @@ def check_hub(config: RunConfig) -> None:
             f"`hub.task` is not set, and this run trains one model per task ({', '.join(config.tasks)}): name the "
             "one `hub.push_to_hub` pushes, e.g. hub.task=" + next(iter(config.tasks)) + "."
         )
-    if hub.task is not None and hub.task not in config.tasks:
+    # A run without `tasks` (fine-tuning) names its exports otherwise (`adapter`, `model`): checked at the push.
+    if hub.task is not None and config.tasks and hub.task not in config.tasks:
         raise ValueError(f"`hub.task` {hub.task!r} is not a task of this run; its tasks: {list(config.tasks)}.")
     # Publishing is optional: its module is loaded when a run asks for it.
     from ..hub.publish import CONFIG_NAMES, check_push_settings
