@@ -201,3 +201,37 @@ def test_shipped_configs_parse(config):
     run = load_finetune_config(config)
     assert run.finetune.eval_every > 0 and (run.modality or run.model.init_from)
     assert load_finetune_config(config.stem).data == run.data  # by shipped name, as `--config vision`
+
+
+def test_init_from_a_pretraining_export_starts_from_its_encoder(tmp_path):
+    """A pretraining run's `model/` (MAE: encoder plus decoder) starts the head's encoder; the decoder is dropped."""
+    from ._runs import mae_run, run_in_process
+
+    run_in_process(*mae_run(tmp_path, "training.max_steps=1"))
+    pretrained = load_file(str(tmp_path / "run" / "model" / "model.safetensors"))
+    args = [
+        a
+        for a in tiny_args(tmp_path / "ft", "vision", "finetune.peft.method=lora")
+        if "model.config" not in a
+    ]
+    result = run_finetune(
+        *args, f"model.init_from={tmp_path / 'run' / 'model'}", "model.config.image_size=16"
+    )
+    assert result["steps"] == 4
+    # The adapter's base: the MAE encoder's weights under the head (10 digit classes, so written to base_model/).
+    base = load_file(str(tmp_path / "ft" / "base_model" / "model.safetensors"))
+    encoder = {k: v for k, v in pretrained.items() if k.startswith("encoder.")}
+    assert encoder and all(torch.equal(base[k], v) for k, v in encoder.items())
+    assert not any(k.startswith("decoder") for k in base)
+
+
+def test_label_fraction_keeps_a_stratified_share(tmp_path):
+    config = load_finetune_config(
+        None, tiny_args(tmp_path / "run", "vision")[2:] + ["data.label_fraction=0.25"]
+    )
+    data = load_labelled_data(config, finetune_modality(config))
+    full = load_labelled_data(load_finetune_config(None, tiny_args(tmp_path / "run", "vision")[2:]),
+                              finetune_modality(config))  # fmt: skip
+    assert len(data.train) == pytest.approx(0.25 * len(full.train), abs=1)
+    assert set(data.train["label"]) == set(full.train["label"])  # every class kept
+    assert data.validation["label"] == full.validation["label"]  # the validation rows do not move

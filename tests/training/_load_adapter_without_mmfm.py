@@ -1,0 +1,26 @@
+"""Run in a fresh interpreter: load a text-classification adapter with `AutoPeftModelForSequenceClassification`
+and `trust_remote_code=True` while `import mmfm` is impossible, and save its logits on the saved inputs.
+Usage: python _load_adapter_without_mmfm.py ADAPTER INPUTS OUTPUT"""
+
+import sys
+
+
+class _BlockMMFM:
+    """A meta-path finder that makes `mmfm` unimportable, as on a machine without it."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "mmfm" or name.startswith("mmfm."):
+            raise ImportError("mmfm is not installed here")
+
+
+sys.meta_path.insert(0, _BlockMMFM())
+
+import torch
+from peft import AutoPeftModelForSequenceClassification
+
+adapter, inputs, output = sys.argv[1:4]
+model = AutoPeftModelForSequenceClassification.from_pretrained(adapter, trust_remote_code=True).eval()
+if type(model.get_base_model()).__module__.startswith("mmfm"):
+    raise SystemExit("the base model was loaded from mmfm, not from the exported code")
+with torch.no_grad():
+    torch.save(model(**torch.load(inputs)).logits, output)
