@@ -130,7 +130,7 @@ def _label_space(
                 f"{column!r}, which holds {feature}."
             )
         feature = feature.feature
-        labels = [label for row in train[column] + test[column] for label in row if label != IGNORE_INDEX]
+        labels = [label for row in [*train[column], *test[column]] for label in row if label != IGNORE_INDEX]
     else:
         if isinstance(feature, datasets.Value) and not feature.dtype.startswith(("int", "uint")):
             raise ValueError(

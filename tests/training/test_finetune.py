@@ -67,7 +67,8 @@ def score(model, out: Path, split: str) -> dict[str, float]:
     with torch.no_grad():
         for batch in evaluation_batches(getattr(data, split), collate, config.training.per_device_batch_size):
             outputs = model.eval()(**batch["inputs"])
-            n = len(batch["inputs"]["labels"])
+            labels = batch["inputs"]["labels"]
+            n = int(labels.ne(-100).sum()) if labels.dim() == 2 else len(labels)  # tokens, or rows
             total, count = total + float(outputs.loss) * n, count + n
             logits.append(outputs.logits)
     return {"loss": total / count, "logits": torch.cat(logits)}
@@ -235,3 +236,26 @@ def test_label_fraction_keeps_a_stratified_share(tmp_path):
     assert len(data.train) == pytest.approx(0.25 * len(full.train), abs=1)
     assert set(data.train["label"]) == set(full.train["label"])  # every class kept
     assert data.validation["label"] == full.validation["label"]  # the validation rows do not move
+
+
+def test_token_classification_on_local_files(tmp_path):
+    """Local JSON lines with one class id per token (-100 where no loss is wanted) train a token classifier."""
+    from mmfm.data.demo import load_demo_tokenizer
+
+    from ._runs import demo_texts, write_jsonl
+
+    tokenizer = load_demo_tokenizer()
+    rows = []
+    for text in demo_texts(60):
+        ids = tokenizer(text, truncation=True, max_length=32)["input_ids"]
+        rows.append({"text": text, "tags": [-100 if i in tokenizer.all_special_ids else i % 3 for i in ids]})
+    data = write_jsonl(tmp_path / "tagged.jsonl", rows)
+    args = [a for a in tiny_args(tmp_path / "run", "text") if not a.startswith(("data.", "finetune.head"))]
+    result = run_finetune(*args, f"data.source={data}", "data.label_column=tags", "data.max_length=32",
+                          "finetune.head=token_classification", "finetune.peft.method=lora")  # fmt: skip
+    assert result["steps"] == 4 and 0 <= result["test"]["accuracy"] <= 1
+    adapter = json.loads((tmp_path / "run" / "adapter" / "adapter_config.json").read_text())
+    assert adapter["task_type"] == "TOKEN_CLS"
+    assert score(load_adapter(tmp_path / "run" / "adapter"), tmp_path / "run", "test")[
+        "loss"
+    ] == pytest.approx(result["test"]["loss"], rel=1e-5)
