@@ -28,6 +28,7 @@ from mmfm.training import RunFolder, build_accelerator, build_optimizer, build_s
 from mmfm.training.finetune_config import FinetuneConfig, parse_finetune_command_line
 from mmfm.training.finetune_setup import build_finetune
 from mmfm.training.finetune_trainer import FinetuneTrainer
+from mmfm.training.pretrained import resolve_model_source
 from mmfm.training.signals import handle_stop_signals
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "finetune" / "default.yaml"
@@ -75,13 +76,10 @@ def finetune(config: FinetuneConfig, accelerator: Accelerator, run_folder: RunFo
         sys.exit(128 + trainer.stopped_by)
     # 5. The best checkpoint: scored on the test split, exported (adapter/ or model/), reported.
     test = trainer.score_best(setup.data.test)
-    peft = config.finetune.peft.method != "none"
-    if peft:
-        accelerator.unwrap_model(trainer.model).peft_config[
-            "default"
-        ].base_model_name_or_path = setup.adapter_base
-    exported = trainer.export_finetuned(peft, config.finetune.merge_adapter)
-    metrics = trainer.finish(exported)
+    exported = trainer.export_finetuned(setup.adapter_base, config.finetune.merge_adapter)
+    init_from = config.model.init_from  # recorded (with a Hub id's commit) for the model card
+    source = {"init_from": resolve_model_source(init_from, "model.init_from").record()} if init_from else None
+    metrics = trainer.finish(exported, extra=source)
     logger.info("Done: best step %s (validation %s %.4f), test %s, outputs %s", metrics["best_step"],
                 trainer.metric, trainer.best["value"], test, exported)  # fmt: skip
     return metrics

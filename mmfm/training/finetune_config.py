@@ -10,6 +10,8 @@ data and a `finetune` section (head, labels, PEFT, evaluation, early stopping).
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -24,8 +26,8 @@ from .config import (
     _require_positive,
     apply_override,
     build_section,
+    check_hub,
     check_trackers,
-    describe_keys,
     parse_override,
     read_yaml,
 )
@@ -225,6 +227,7 @@ def check_finetune(config: FinetuneConfig) -> None:
     _require_positive(config.checkpointing, "checkpointing", "keep_last")
     _require_positive(config.logging, "logging", "log_every")
     check_trackers(config.logging.report_to)
+    check_hub(config)  # `hub.push_to_hub` pushes `adapter/` or `model/` at the end (Trainer.finish)
 
 
 def resolve_finetune_config_path(path: str | Path) -> Path:
@@ -274,13 +277,32 @@ def load_finetune_config(
     return config
 
 
+def describe_finetune_keys() -> str:
+    """Every fine-tuning config key, by section (the `--help` epilog)."""
+    lines = ["config keys (documented in mmfm/training/finetune_config.py and config.py):"]
+
+    def walk(cls: type, prefix: str) -> None:
+        hints, leaves = typing.get_type_hints(cls), []
+        for f in dataclasses.fields(cls):
+            if f.name == "tasks":
+                continue  # pretraining only
+            if dataclasses.is_dataclass(hints[f.name]):
+                walk(hints[f.name], f"{prefix}{f.name}.")
+            else:
+                leaves.append(f.name)
+        if leaves:
+            lines.append(f"  {prefix or '(top level) '}{', '.join(leaves)}")
+
+    walk(FinetuneConfig, "")
+    return "\n".join(lines)
+
+
 def parse_finetune_command_line(argv: list[str], default: str | Path | None = None) -> FinetuneConfig:
     """`[--config FILE] [key=value ...]` -> a checked `FinetuneConfig` (`default` when no `--config`)."""
     parser = argparse.ArgumentParser(
         description="mmfm fine-tuning of an encoder with a downstream head, fully or with PEFT (LoRA, DoRA, "
         "IA3). Fields are overridden with key=value, e.g. finetune.peft.method=lora training.max_steps=100.",
-        epilog="fine-tuning sections: modality, model, data, finetune (documented in "
-        "mmfm/training/finetune_config.py)\n" + describe_keys().split("objectives (")[0],
+        epilog=describe_finetune_keys(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", default=None, help="a fine-tuning YAML or the name of a shipped one")

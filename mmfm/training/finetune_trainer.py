@@ -189,31 +189,31 @@ class FinetuneTrainer(Trainer):
 
     # ------------------------------------------------------------------------------------------ the end
 
-    def export_finetuned(self, peft: bool, merge: bool) -> dict[str, str]:
-        """`adapter/` (PEFT, plus `model/` merged when `merge`) or `model/` (full fine-tuning) of the current
-        weights; returns kind -> folder."""
-        task = self.tasks["finetune"]
-        if not peft:
-            return {
-                "model": export_models(self.accelerator, self.model, self.tasks, self.output_dir / "model")[
-                    "finetune"
-                ]
-            }
+    def export_finetuned(self, adapter_base: str | None, merge: bool) -> dict[str, str]:
+        """`model/` (full fine-tuning: `adapter_base` None) or `adapter/` naming `adapter_base` as its base model,
+        plus `model/` merged when `merge`, of the current weights; returns kind -> folder."""
+        if adapter_base is None:
+            folder = export_models(self.accelerator, self.model, self.tasks, self.output_dir / "model")
+            return {"model": folder["finetune"]}
+        processor = self.tasks["finetune"].processor
         model = self.accelerator.unwrap_model(self.model)
-        folders = {"adapter": str(self.output_dir / "adapter")}
+        model.peft_config["default"].base_model_name_or_path = adapter_base
+        state = self.accelerator.get_state_dict(self.model)  # every process: ZeRO-3 gathers collectively
+        exported = {"adapter": str(self.output_dir / "adapter")}
+        if merge:
+            exported["model"] = str(self.output_dir / "model")
 
         def write() -> None:
-            model.save_pretrained(folders["adapter"])
-            task.processor.save_pretrained(folders["adapter"])
+            model.save_pretrained(exported["adapter"], state_dict=state)
+            processor.save_pretrained(exported["adapter"])
             if merge:
-                folders["model"] = str(self.output_dir / "model")
                 merged = model.merge_and_unload()
-                merged.save_pretrained(folders["model"])
-                task.processor.save_pretrained(folders["model"])
+                merged.save_pretrained(exported["model"])
+                processor.save_pretrained(exported["model"])
 
         main_process_result(self.accelerator, write)
         self.accelerator.wait_for_everyone()
-        return {"adapter": folders["adapter"], **({"model": str(self.output_dir / "model")} if merge else {})}
+        return exported
 
     def plotted_history(self) -> list[dict[str, Any]]:
         return self.history + [{"step": e["step"], "validation_loss": e["loss"]} for e in self.evaluations]
