@@ -214,13 +214,11 @@ class LabelledRowCollator(RowCollator):
 def evaluation_batches(
     rows: Dataset, collate: LabelledRowCollator, batch_size: int
 ) -> Iterator[dict[str, Any]]:
-    """`rows` in order, in batches of `batch_size`, through `collate` (bad rows skipped and counted). No
-    DataLoader: creating one draws from the global torch generator, which a resumed run must find as the
-    uninterrupted run left it."""
+    """`rows` in order, in batches of `batch_size`, through `collate`; a batch whose every row is bad has no
+    `inputs` (its `num_skipped` counts them). No DataLoader: creating one draws from the global torch
+    generator, which a resumed run must find as the uninterrupted run left it."""
     for start in range(0, len(rows), batch_size):
-        batch = collate([dict(row) for row in rows.select(range(start, min(start + batch_size, len(rows))))])
-        if batch["inputs"]:
-            yield batch
+        yield collate([dict(row) for row in rows.select(range(start, min(start + batch_size, len(rows))))])
 
 
 __all__ = ["LabelledData", "LabelledRowCollator", "evaluation_batches", "load_labelled_data"]

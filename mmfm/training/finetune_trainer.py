@@ -106,7 +106,11 @@ class FinetuneTrainer(Trainer):
         self.model.eval()
         losses, predictions, references = [], [], []
         names = self.tasks["finetune"].input_names
+        skipped = 0
         for batch in evaluation_batches(rows, self.collate, self.config.training.per_device_batch_size):
+            skipped += batch["num_skipped"]
+            if not batch["inputs"]:
+                continue
             inputs = {k: v.to(self.accelerator.device) for k, v in batch["inputs"].items() if k in names}
             outputs = self.model(**inputs)
             count = (
@@ -118,6 +122,10 @@ class FinetuneTrainer(Trainer):
             predictions.append(self._predictions(outputs.logits.float()).cpu())
             references.append(inputs["labels"].cpu())
         self.model.train()
+        if skipped:
+            logger.warning(
+                "Evaluation skipped %d bad row(s) of %d; the metrics leave them out.", skipped, len(rows)
+            )
         metrics = self._metrics(losses, torch.cat(predictions), torch.cat(references))
         shared = [metrics]
         if self.accelerator.num_processes > 1:

@@ -66,6 +66,8 @@ def score(model, out: Path, split: str) -> dict[str, float]:
     total, count, logits = 0.0, 0, []
     with torch.no_grad():
         for batch in evaluation_batches(getattr(data, split), collate, config.training.per_device_batch_size):
+            if not batch["inputs"]:
+                continue
             outputs = model.eval()(**batch["inputs"])
             labels = batch["inputs"]["labels"]
             n = int(labels.ne(-100).sum()) if labels.dim() == 2 else len(labels)  # tokens, or rows
