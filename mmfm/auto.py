@@ -6,8 +6,17 @@ model and the Auto classes it declares (`mmfm.objectives`).
 """
 
 import transformers
-from transformers import AutoConfig, AutoFeatureExtractor, AutoImageProcessor, AutoModel, AutoProcessor
+from transformers import (
+    AutoConfig,
+    AutoFeatureExtractor,
+    AutoImageProcessor,
+    AutoModel,
+    AutoProcessor,
+)
 from transformers.image_processing_utils import BaseImageProcessor
+
+# The class itself: `transformers.AutoVideoProcessor` is a placeholder that raises without torchvision.
+from transformers.models.auto.video_processing_auto import AutoVideoProcessor
 
 from .modalities import modality_specs
 from .models import HEAD_CLASSES, MMFMConfig, MMFMModel
@@ -58,6 +67,7 @@ def register_auto_classes() -> None:
                 image_processor_classes={"pil": spec.processor_class, "torchvision": spec.processor_class},
                 exist_ok=True,
             )
+            _register_no_video_processor(spec.config_class)
         else:
             AutoFeatureExtractor.register(spec.config_class, spec.processor_class, exist_ok=True)
     AutoConfig.register(MMFMConfig.model_type, MMFMConfig, exist_ok=True)
@@ -67,7 +77,19 @@ def register_auto_classes() -> None:
     # A composite export's `processor_config.json` names MMFMProcessor: AutoProcessor then uses mmfm's class
     # (without mmfm, the copy saved in the folder). Encoders get none: AutoProcessor gives their one processor.
     AutoProcessor.register(MMFMConfig, MMFMProcessor, exist_ok=True)
+    _register_no_video_processor(MMFMConfig)
     _registered = True
+
+
+def _register_no_video_processor(config_class) -> None:
+    """Say that models of `config_class` have no video processor.
+
+    Pipelines probe for a video processor next to an image processor; for a folder whose image processor is
+    remote code, transformers derives a remote `...VideoProcessor` entry from its `auto_map` and, with mmfm
+    installed and `trust_remote_code` unset, asks on stdin whether to run it (then fails to find it). An entry
+    without a class answers "local, none" instead, and the pipeline carries on without one.
+    """
+    AutoVideoProcessor.register(config_class, video_processor_class=None, exist_ok=True)
 
 
 __all__ = ["register_auto_classes"]

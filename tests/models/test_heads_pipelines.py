@@ -90,9 +90,12 @@ def _expected_scores(task: str, runner, raw) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("task", HEADS_BY_TASK)
-def test_pipeline_with_mmfm(task, exports):
+def test_pipeline_with_mmfm(task, exports, capsys):
     folder, raw = exports
     runner = pipeline(task, model=str(folder / HEADS_BY_TASK[task]))
+    # With mmfm installed nothing is remote code: no "run the custom code? [y/N]" question on stdin (the
+    # pipelines' video-processor probe asked it for image processors until mmfm registered "no video processor").
+    assert "custom code" not in capsys.readouterr().out
     assert type(runner.model).__module__.startswith("mmfm.models")
     expected = _expected_scores(task, runner, raw[task])
     if task == "token-classification":
