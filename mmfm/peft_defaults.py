@@ -30,8 +30,10 @@ full) and the `AutoPeftModel*` class that reloads the adapter; `peft_task(model)
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from .models import ENCODER_CLASSES, HEAD_CLASSES, MMFMConfig
 
@@ -102,6 +104,25 @@ def peft_task(model) -> PeftTask:
     return PEFT_TASKS[name]
 
 
+def point_adapter_at_auto_class(adapter_folder: str | Path, model) -> None:
+    """Make a saved adapter without a peft task type reload through a transformers Auto class.
+
+    peft records such an adapter's base class as `{"parent_library": "mmfm.models.modeling_mmfm_vision",
+    "base_model_class": "MMFMVisionForImageClassification"}`, which `AutoPeftModel` imports by name: that
+    needs mmfm (and its import allowlist). The head's Auto class (`transformers.AutoModelForImageClassification`)
+    loads the same model from the base folder's `auto_map`: mmfm's class where mmfm is installed, the folder's
+    own code with `trust_remote_code=True` where it is not. So `AutoPeftModel.from_pretrained(adapter)` works in
+    both places.
+    """
+    config_path = Path(adapter_folder) / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    if config.get("task_type") is not None or not config.get("auto_mapping"):
+        return  # peft's task classes (AutoPeftModelFor...) already load through transformers
+    auto_classes = getattr(model, "auto_classes", ()) or ("AutoModel",)
+    config["auto_mapping"] = {"base_model_class": auto_classes[0], "parent_library": "transformers"}
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
 def model_types() -> tuple[str, ...]:
     """The model types that get defaults: every encoder's and the composite's."""
     return (*(c.config_class.model_type for c in ENCODER_CLASSES.values()), MMFMConfig.model_type)
@@ -157,5 +178,6 @@ __all__ = [
     "TRANSFORMER_BLOCK_LINEARS",
     "PeftTask",
     "peft_task",
+    "point_adapter_at_auto_class",
     "register_peft_defaults",
 ]

@@ -27,6 +27,7 @@ from .collective import main_process_result
 from .export import export_models
 from .finetune_config import METRICS, FinetuneConfig
 from .finetune_data import LabelledRowCollator, evaluation_batches
+from ..peft_defaults import point_adapter_at_auto_class
 from .finetune_model import count_parameters
 from .metrics import peak_memory_bytes
 from .trainer import Trainer
@@ -213,6 +214,7 @@ class FinetuneTrainer(Trainer):
 
         def write() -> None:
             model.save_pretrained(exported["adapter"], state_dict=state)
+            point_adapter_at_auto_class(exported["adapter"], model.get_base_model())
             processor.save_pretrained(exported["adapter"])
             if merge:
                 merged = model.merge_and_unload()

@@ -1,6 +1,7 @@
-"""Run in a fresh interpreter: load a text-classification adapter with `AutoPeftModelForSequenceClassification`
-and `trust_remote_code=True` while `import mmfm` is impossible, and save its logits on the saved inputs.
-Usage: python _load_adapter_without_mmfm.py ADAPTER INPUTS OUTPUT"""
+"""Run in a fresh interpreter: load an adapter with a peft Auto class (`AutoPeftModelForSequenceClassification`
+for text, `AutoPeftModel` for the other heads) and `trust_remote_code=True` while `import mmfm` is impossible,
+and save its logits on the saved inputs.
+Usage: python _load_adapter_without_mmfm.py ADAPTER INPUTS OUTPUT AUTO_PEFT_CLASS"""
 
 import sys
 
@@ -16,10 +17,10 @@ class _BlockMMFM:
 sys.meta_path.insert(0, _BlockMMFM())
 
 import torch
-from peft import AutoPeftModelForSequenceClassification
+import peft
 
-adapter, inputs, output = sys.argv[1:4]
-model = AutoPeftModelForSequenceClassification.from_pretrained(adapter, trust_remote_code=True).eval()
+adapter, inputs, output, auto_peft_class = sys.argv[1:5]
+model = getattr(peft, auto_peft_class).from_pretrained(adapter, trust_remote_code=True).eval()
 if type(model.get_base_model()).__module__.startswith("mmfm"):
     raise SystemExit("the base model was loaded from mmfm, not from the exported code")
 with torch.no_grad():

@@ -77,20 +77,16 @@ def score(model, out: Path, split: str) -> dict[str, float]:
 
 
 def load_adapter(folder: Path):
-    from mmfm.peft_defaults import peft_task
-
+    """The adapter through the peft Auto class a user would pick: the task's for text, `AutoPeftModel` (which
+    reads the head's transformers Auto class from `auto_mapping`) for the other heads."""
     config = json.loads((folder / "adapter_config.json").read_text())
-    base = config["auto_mapping"]["base_model_class"] if config.get("auto_mapping") else None
-    task_type = config["task_type"]
+    assert config["task_type"] or config["auto_mapping"]["parent_library"] == "transformers"
     auto = {
         "SEQ_CLS": "AutoPeftModelForSequenceClassification",
         "TOKEN_CLS": "AutoPeftModelForTokenClassification",
+        None: "AutoPeftModel",
     }
-    name = (
-        auto[task_type]
-        if task_type
-        else peft_task(getattr(importlib.import_module("mmfm.models"), base)).auto_peft_class
-    )
+    name = auto[config["task_type"]]
     return getattr(importlib.import_module("peft"), name).from_pretrained(folder)
 
 
