@@ -23,11 +23,11 @@ from datasets import Dataset
 from safetensors.torch import load_file, save_file
 
 from ..evaluation.metrics import compute_metric
+from ..peft_defaults import point_adapter_at_auto_class
 from .collective import main_process_result
 from .export import export_models
 from .finetune_config import METRICS, FinetuneConfig
 from .finetune_data import LabelledRowCollator, evaluation_batches
-from ..peft_defaults import point_adapter_at_auto_class
 from .finetune_model import count_parameters
 from .metrics import peak_memory_bytes
 from .trainer import Trainer

@@ -16,8 +16,8 @@ class _BlockMMFM:
 
 sys.meta_path.insert(0, _BlockMMFM())
 
-import torch
 import peft
+import torch
 
 adapter, inputs, output, auto_peft_class = sys.argv[1:5]
 model = getattr(peft, auto_peft_class).from_pretrained(adapter, trust_remote_code=True).eval()
