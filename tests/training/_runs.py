@@ -18,13 +18,16 @@ from accelerate.state import AcceleratorState, GradientState
 from safetensors.torch import load_file
 
 REPO = Path(__file__).resolve().parents[2]
-RECIPE = REPO / "recipes" / "pretrain.py"
+RECIPE = REPO / "recipes" / "pretrain.py"  # the launcher the README shows
+RECIPE_STORY = REPO / "mmfm" / "recipes" / "pretrain.py"  # what it runs (mmfm.recipes.pretrain)
 ACCELERATE = Path(sys.executable).with_name("accelerate")
 TINY = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}
 
 
 def _load_recipe():
-    spec = importlib.util.spec_from_file_location("mmfm_recipe_pretrain", RECIPE)
+    # A fresh copy of the recipe module each run, so names it imports (e.g. a monkeypatched
+    # `mmfm.training.build_tasks`) are looked up again.
+    spec = importlib.util.spec_from_file_location("mmfm_recipe_pretrain", RECIPE_STORY)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
