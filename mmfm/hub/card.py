@@ -256,8 +256,10 @@ def _processor_loaders(source: PublishSource) -> list[tuple[str, str]]:
     found = facts.modalities(source.config)
     if "text" in found and (source.folder / "tokenizer_config.json").is_file():
         loaders.append(("text", "AutoTokenizer"))
-    preprocessor = source.folder / "preprocessor_config.json"
-    if preprocessor.is_file() and json.loads(preprocessor.read_text()).get("auto_map"):
+    # An encoder's processor is in `preprocessor_config.json`; a composite's settings are all in
+    # `processor_config.json`, from which AutoImageProcessor / AutoFeatureExtractor read their own entry.
+    saved = [source.folder / name for name in ("preprocessor_config.json", "processor_config.json")]
+    if any(path.is_file() and json.loads(path.read_text()).get("auto_map") for path in saved):
         for modality in found:
             if modality != "text":
                 loaders.append((modality, PROCESSOR_AUTO_CLASSES.get(modality, "AutoFeatureExtractor")))

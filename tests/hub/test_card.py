@@ -54,6 +54,9 @@ def test_a_binding_run_card_carries_its_metadata_evaluation_and_loss_plot(bindin
                  'AutoModel.from_pretrained("tester/clip-demo", trust_remote_code=True)', "import mmfm",
                  "random init", "small demo corpus (digit_captions)"):  # fmt: skip
         assert text in card.text, text
+    # The composite's processors ship their code (processor_config.json): the card loads them without mmfm.
+    assert 'AutoImageProcessor.from_pretrained("tester/clip-demo", trust_remote_code=True)' in card.text
+    assert "is mmfm code that is not in this repository" not in card.text
 
 
 def test_an_mae_run_card_reports_its_probes(mae_run):
