@@ -625,7 +625,9 @@ def check_hub(config: RunConfig) -> None:
         )
     # A run without `tasks` (fine-tuning) names its exports otherwise (`adapter`, `model`): checked at the push.
     if hub.task is not None and config.tasks and hub.task not in config.tasks:
-        raise ValueError(f"`hub.task` {hub.task!r} is not a task of this run; its tasks: {list(config.tasks)}.")
+        raise ValueError(
+            f"`hub.task` {hub.task!r} is not a task of this run; its tasks: {list(config.tasks)}."
+        )
     # Publishing is optional: its module is loaded when a run asks for it.
     from ..hub.publish import CONFIG_NAMES, check_push_settings
 
@@ -917,24 +919,37 @@ def describe_keys() -> str:
     return "\n".join(lines)
 
 
-def parse_command_line(argv: list[str], default: str | Path | None = None) -> RunConfig:
-    """`[--config FILE] [key=value ...]` -> a checked `RunConfig` (`default` when no `--config`).
+def split_command_line(argv: list[str], description: str, epilog: str) -> tuple[str | None, list[str]]:
+    """`[--config FILE] [key=value ...]` -> (the config file or shipped name, the overrides); `--help` prints
+    `description` and `epilog` (the documented keys). Shared by every recipe.
 
     `--key=value` is accepted as `key=value`, so Accelerate-style flags also work for run fields.
     """
     parser = argparse.ArgumentParser(
-        description="mmfm self-supervised pretraining. Fields are overridden with key=value, e.g. "
-        "training.max_steps=100 training.learning_rate=3e-4.",
-        epilog=describe_keys(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--config", default=None, help="a run YAML (default: the embedded demo recipe)")
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="a run YAML or the name of a shipped one (default: the embedded demo recipe)",
+    )
     args, rest = parser.parse_known_args(argv)
     overrides = [item.removeprefix("--") for item in rest]
     bad = [item for item in overrides if "=" not in item]
     if bad:
         parser.error(f"unrecognised argument(s) {bad}: overrides are key=value, e.g. training.max_steps=100")
-    return load_config(args.config, overrides, default=default)
+    return args.config, overrides
+
+
+def parse_command_line(argv: list[str], default: str | Path | None = None) -> RunConfig:
+    """`[--config FILE] [key=value ...]` -> a checked `RunConfig` (`default` when no `--config`)."""
+    path, overrides = split_command_line(
+        argv,
+        "mmfm self-supervised pretraining. Fields are overridden with key=value, e.g. "
+        "training.max_steps=100 training.learning_rate=3e-4.",
+        describe_keys(),
+    )
+    return load_config(path, overrides, default=default)
 
 
 __all__ = [

@@ -9,7 +9,6 @@ data and a `finetune` section (head, labels, PEFT, evaluation, early stopping).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import typing
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from .config import (
     check_trackers,
     parse_override,
     read_yaml,
+    split_command_line,
 )
 
 HEADS = ("classification", "regression", "token_classification")
@@ -299,19 +299,13 @@ def describe_finetune_keys() -> str:
 
 def parse_finetune_command_line(argv: list[str], default: str | Path | None = None) -> FinetuneConfig:
     """`[--config FILE] [key=value ...]` -> a checked `FinetuneConfig` (`default` when no `--config`)."""
-    parser = argparse.ArgumentParser(
-        description="mmfm fine-tuning of an encoder with a downstream head, fully or with PEFT (LoRA, DoRA, "
-        "IA3). Fields are overridden with key=value, e.g. finetune.peft.method=lora training.max_steps=100.",
-        epilog=describe_finetune_keys(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    path, overrides = split_command_line(
+        argv,
+        "mmfm fine-tuning of an encoder with a downstream head, fully or with PEFT (LoRA, DoRA, IA3). Fields "
+        "are overridden with key=value, e.g. finetune.peft.method=lora training.max_steps=100.",
+        describe_finetune_keys(),
     )
-    parser.add_argument("--config", default=None, help="a fine-tuning YAML or the name of a shipped one")
-    args, rest = parser.parse_known_args(argv)
-    overrides = [item.removeprefix("--") for item in rest]
-    bad = [item for item in overrides if "=" not in item]
-    if bad:
-        parser.error(f"unrecognised argument(s) {bad}: overrides are key=value, e.g. training.max_steps=100")
-    return load_finetune_config(args.config, overrides, default=default)
+    return load_finetune_config(path, overrides, default=default)
 
 
 __all__ = [
