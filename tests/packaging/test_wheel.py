@@ -48,7 +48,39 @@ def test_shipped_config_by_name(tmp_path, monkeypatch):
 
 
 def test_unknown_config_lists_shipped(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"not the name of a config shipped with mmfm \(.*default.*mae"):
+    with pytest.raises(
+        FileNotFoundError, match=r"not the name of a config shipped with mmfm \(.*default.*mae"
+    ):
         resolve_config_path("no_such_recipe")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         resolve_config_path(tmp_path / "missing.yaml")
+
+
+def test_installed_wheel_runs_without_a_checkout(wheel, tmp_path):
+    """Installed from the wheel alone (no repository around), the recipes find their shipped configs."""
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(wheel)],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(target), "HF_HUB_OFFLINE": "1", "HOME": str(tmp_path)}
+    check = (
+        "import mmfm.recipes.pretrain as p, mmfm.recipes.finetune as f; from pathlib import Path;"
+        f"assert Path(p.__file__).is_relative_to(r'{target}');"
+        "from mmfm.training.config import load_config;"
+        "from mmfm.training.finetune_config import load_finetune_config;"
+        "print(sorted(load_config('mae').tasks), load_finetune_config('finetune/vision').modality)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", check],
+        check=False,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["['mae']", "vision"]
+    for script in ("mmfm-pretrain", "mmfm-finetune", "mmfm-publish"):
+        assert (target / "bin" / script).is_file()
