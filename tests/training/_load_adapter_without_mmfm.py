@@ -3,18 +3,11 @@ for text, `AutoPeftModel` for the other heads) and `trust_remote_code=True` whil
 and save its logits on the saved inputs.
 Usage: python _load_adapter_without_mmfm.py ADAPTER INPUTS OUTPUT AUTO_PEFT_CLASS"""
 
+import runpy
 import sys
+from pathlib import Path
 
-
-class _BlockMMFM:
-    """A meta-path finder that makes `mmfm` unimportable, as on a machine without it."""
-
-    def find_spec(self, name, path=None, target=None):
-        if name == "mmfm" or name.startswith("mmfm."):
-            raise ImportError("mmfm is not installed here")
-
-
-sys.meta_path.insert(0, _BlockMMFM())
+runpy.run_path(str(Path(__file__).resolve().parents[1] / "_no_mmfm.py"))  # mmfm unimportable from here on
 
 import peft
 import torch
