@@ -212,13 +212,10 @@ def _usage(source: PublishSource, repo: str, hub_base: str | None, *, with_mmfm:
         for c, target in auto_map.items()
         if c not in ("AutoConfig", "AutoModel") and target != auto_map.get("AutoModel")
     ]
-    imports = ", ".join(["AutoModel", *heads[:1], *_processor_classes(source, with_mmfm)])
+    composite = (source.folder / "processor_config.json").is_file()
+    processors = ["AutoProcessor"] if with_mmfm or composite else []
+    imports = ", ".join(["AutoModel", *heads[:1], *processors, *_processor_classes(source, with_mmfm)])
     lines += [f"from transformers import {imports}"]
-    if with_mmfm:
-        lines += [
-            "from huggingface_hub import snapshot_download",
-            "from mmfm.processing import MMFMProcessor",
-        ]
     lines += [
         "",
         f'model = AutoModel.from_pretrained("{repo}"{remote})  # the encoder(s): features, embeddings',
@@ -226,8 +223,11 @@ def _usage(source: PublishSource, repo: str, hub_base: str | None, *, with_mmfm:
     if heads:
         lines.append(f'with_head = {heads[0]}.from_pretrained("{repo}"{remote})  # with its trained head(s)')
     if with_mmfm:
-        lines.append(f'processor = MMFMProcessor.from_pretrained(snapshot_download("{repo}"))')
+        # mmfm's processor for every modality of the model (an MMFMProcessor for a composite)
+        lines.append(f'processor = AutoProcessor.from_pretrained("{repo}")')
     else:
+        if composite:
+            lines.append(f'processor = AutoProcessor.from_pretrained("{repo}"{remote})  # every modality')
         for modality, auto_class in _processor_loaders(source):
             name = "tokenizer" if modality == "text" else f"{modality}_processor"
             lines.append(
