@@ -70,6 +70,9 @@ def register_auto_classes() -> None:
             _register_no_video_processor(spec.config_class)
         else:
             AutoFeatureExtractor.register(spec.config_class, spec.processor_class, exist_ok=True)
+            # AutoProcessor on such an export otherwise tries AutoImageProcessor first, which derives a remote
+            # "...ImageProcessor" entry from the saved auto_map and asks on stdin whether to run it.
+            AutoProcessor.register(spec.config_class, spec.processor_class, exist_ok=True)
     AutoConfig.register(MMFMConfig.model_type, MMFMConfig, exist_ok=True)
     AutoModel.register(MMFMConfig, MMFMModel, exist_ok=True)
     # The composite answers `logits_per_image`, as the zero-shot image classification pipeline asks.

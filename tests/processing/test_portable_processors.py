@@ -176,6 +176,19 @@ def test_auto_processor_with_mmfm_gives_the_composite_or_the_single_processor(tm
         assert MMFMProcessor.from_pretrained(tmp_path / name).modalities == (name,)
 
 
+@pytest.mark.parametrize("modality", ["vision", "audio", "graph", "timeseries"])
+def test_auto_processor_on_an_encoder_export_asks_nothing_with_mmfm(tmp_path, modality, capsys):
+    """With mmfm installed nothing in an export is remote code: AutoProcessor gives the encoder's processor
+    without transformers asking on stdin whether to run the folder's code (for feature extractors it tried
+    AutoImageProcessor first, derived a remote image processor from the auto_map and asked)."""
+    config = tiny_config(modality)
+    get_modality(modality).encoder_class(config).save_pretrained(tmp_path)
+    MMFMProcessor.from_model_config(config).save_pretrained(tmp_path)
+    processor = AutoProcessor.from_pretrained(tmp_path)
+    assert type(processor) is get_modality(modality).processor_class
+    assert "custom code" not in capsys.readouterr().out
+
+
 def test_folders_of_earlier_versions_still_load(tmp_path, tokenizer):
     """The layout before portable processors: `mmfm_processor.json` and one subfolder per extra modality."""
     config = tiny_config("composite")
