@@ -52,7 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> PublishResult:
+def main(argv: Sequence[str] | None = None) -> int:
+    """The `mmfm-publish` console script: 0 on success (a usage error exits 2, naming the option)."""
+    run(argv)
+    return 0
+
+
+def run(argv: Sequence[str] | None = None) -> PublishResult:
+    """Parse `argv`, publish (or write the dry-run folder), print what happened; returns the result."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -75,4 +82,4 @@ def main(argv: Sequence[str] | None = None) -> PublishResult:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main(sys.argv[1:]))

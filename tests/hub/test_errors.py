@@ -7,7 +7,7 @@ import pytest
 from huggingface_hub import constants
 
 from mmfm.hub import publish, resolve_source
-from mmfm.hub.__main__ import main
+from mmfm.hub.__main__ import main, run
 from mmfm.training.config import load_config
 
 from .conftest import binding_config
@@ -84,7 +84,7 @@ def test_the_command_line_reports_errors_and_dry_runs(mae_run, tmp_path, capsys)
     with pytest.raises(SystemExit) as exit:
         main([str(mae_run), "--repo-id", "tester/x"])
     assert exit.value.code == 2 and "mmfm-publish: error: HF_HUB_OFFLINE=1 is set" in capsys.readouterr().err
-    result = main([str(mae_run), "--dry-run", "--out", str(tmp_path / "out"), "--license", "mit"])
+    result = run([str(mae_run), "--dry-run", "--out", str(tmp_path / "out"), "--license", "mit"])
     printed = capsys.readouterr().out
     assert (
         f"Dry run: wrote {len(result.files)} files with the model card to {tmp_path / 'out'} (nothing uploaded)"
@@ -92,6 +92,8 @@ def test_the_command_line_reports_errors_and_dry_runs(mae_run, tmp_path, capsys)
     )
     assert {"README.md", "loss.png", "config.json", "model.safetensors"} <= set(result.files)
     assert result.repo_id is None and result.commit_url is None
+    # The console script (`sys.exit(main())`) exits 0 on success.
+    assert main([str(mae_run), "--dry-run", "--out", str(tmp_path / "again")]) == 0
 
 
 def test_the_hub_section_is_checked_before_training(tmp_path, online_without_token):
