@@ -85,5 +85,12 @@ def finetune(config: FinetuneConfig, accelerator: Accelerator, run_folder: RunFo
     return metrics
 
 
+def cli() -> int:
+    """The `mmfm-finetune` console script: exit status 0 once the run is done (`main` returns the metrics, which
+    `sys.exit` would print and turn into status 1)."""
+    main()
+    return 0
+
+
 if __name__ == "__main__":
     main()

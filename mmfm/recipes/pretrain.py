@@ -102,5 +102,12 @@ def train_and_export(config: RunConfig, accelerator: Accelerator, run_folder: Ru
     return metrics
 
 
+def cli() -> int:
+    """The `mmfm-pretrain` console script: exit status 0 once the run is done (`main` returns the metrics, which
+    `sys.exit` would print and turn into status 1)."""
+    main()
+    return 0
+
+
 if __name__ == "__main__":
     main()

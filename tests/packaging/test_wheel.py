@@ -34,7 +34,9 @@ def test_wheel_ships_recipes_configs_and_scripts(wheel):
     assert "mmfm/recipes/pretrain.py" in names
     for name in shipped_configs():
         assert f"mmfm/recipes/configs/{name}.yaml" in names
-    assert scripts["console_scripts"]["mmfm-pretrain"] == "mmfm.recipes.pretrain:main"
+    assert scripts["console_scripts"]["mmfm-pretrain"] == "mmfm.recipes.pretrain:cli"
+    assert scripts["console_scripts"]["mmfm-finetune"] == "mmfm.recipes.finetune:cli"
+    assert scripts["console_scripts"]["mmfm-publish"] == "mmfm.hub.__main__:main"
 
 
 def test_shipped_config_by_name(tmp_path, monkeypatch):
