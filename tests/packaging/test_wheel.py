@@ -84,5 +84,5 @@ def test_installed_wheel_runs_without_a_checkout(wheel, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split() == ["['mae']", "vision"]
-    for script in ("mmfm-pretrain", "mmfm-finetune", "mmfm-publish"):
+    for script in ("mmfm", "mmfm-pretrain", "mmfm-finetune", "mmfm-publish"):
         assert (target / "bin" / script).is_file()
