@@ -362,6 +362,16 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+# YAML 1.1 (PyYAML) reads `1e-5` and `3e4` as strings: its floats need a dot (`1.0e-5`). Configs and overrides
+# mean numbers there (`training.adam_epsilon=1e-8`, `model.config.layer_norm_eps=1e-5`), as YAML 1.2 and Python
+# read them; integers keep their own resolver, which is consulted first.
+_StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
 def read_yaml(text: str, source: str) -> Any:
     """`text` parsed as YAML (duplicate keys refused); errors name `source`, the line and the column."""
     try:

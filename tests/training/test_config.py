@@ -288,3 +288,15 @@ def test_evaluation_from_local_data_needs_no_subset(tmp_path):
     assert task.evaluations()[0].source == str(tmp_path) and task.evaluations()[0].subset == ""
     with pytest.raises(ValueError, match=r"tasks\.v\.evaluation\[0\]\.subset"):
         _task("tasks.v.evaluation=[{probes: [knn]}]")
+
+
+def test_exponent_floats_without_a_dot_are_numbers():
+    """PyYAML reads `1e-5` as a string (YAML 1.1 floats need a dot); mmfm reads it as the number it means."""
+    from mmfm.training.config import parse_override, read_yaml
+
+    assert parse_override("training.adam_epsilon=1e-6") == (["training", "adam_epsilon"], 1e-6)
+    assert parse_override("model.config={layer_norm_eps: 1e-5, num_hidden_layers: 2}")[1] == {
+        "layer_norm_eps": 1e-5,
+        "num_hidden_layers": 2,
+    }
+    assert read_yaml("lr: 3E-4\nsteps: 10\nname: 1e\n", "test") == {"lr": 3e-4, "steps": 10, "name": "1e"}
