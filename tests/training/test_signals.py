@@ -198,7 +198,10 @@ def test_ctrl_c_on_one_process_stops_it_with_a_checkpoint_and_exit_130(tmp_path)
     with adopting_orphans(), Launch([], long_run(tmp_path), tmp_path / "stop.log") as launched:
         launched.wait_for_step()
         os.killpg(launched.pid, signal.SIGINT)
-        assert launched.process.wait(timeout=30) == -signal.SIGINT  # KeyboardInterrupt in the launcher
+        # KeyboardInterrupt in the launcher (-SIGINT). On a loaded machine Accelerate's one-process launcher
+        # has once reported its worker's exit 130 instead (CalledProcessError, status 1): seen once in ~10 full
+        # runs, never alone. What mmfm guarantees is the worker's exit, its checkpoint and its log, below.
+        assert launched.process.wait(timeout=30) in (-signal.SIGINT, 1)
         assert exit_code(launched.workers[0]) == 130
     step = stopped_step(tmp_path / "run")
     log = launched.text()
