@@ -98,4 +98,45 @@ def compute_metric(name: str, predictions: Any, references: Any, **kwargs: Any) 
     return float(result[name])
 
 
-__all__ = ["METRIC_NAMES", "compute_metric", "load_metric", "metric_module_path"]
+def mean_absolute_scaled_error(
+    predictions: np.ndarray, references: np.ndarray, observed: np.ndarray, scale: np.ndarray
+) -> float:
+    """MASE (Hyndman & Koehler, 2006): each series' and channel's forecast MAE over `scale`, the mean absolute
+    one-step change of its own context (the in-sample last-value forecast's error), averaged; 1.0 matches
+    repeating the last value one step ahead, scale-free across series of different units.
+
+    Args:
+        predictions, references: (N, H, C) forecasts and true values.
+        observed: (N, H, C), 1 where the reference is observed (the others are left out).
+        scale: (N, C); series and channels whose scale is 0 or NaN (a constant or unobserved context) and
+            those with no observed reference are left out.
+
+    Raises:
+        ValueError: shapes that do not match, or no series and channel left to score.
+    """
+    predictions, references = np.asarray(predictions, np.float64), np.asarray(references, np.float64)
+    observed, scale = np.asarray(observed, np.float64), np.asarray(scale, np.float64)
+    if predictions.shape != references.shape or observed.shape != references.shape or predictions.ndim != 3:
+        raise ValueError(
+            f"`predictions` {predictions.shape}, `references` {references.shape} and `observed` {observed.shape} "
+            "must share one (N, H, C) shape."
+        )
+    if scale.shape != (references.shape[0], references.shape[2]):
+        raise ValueError(
+            f"`scale` must have shape (N, C) = {(references.shape[0], references.shape[2])}, got {scale.shape}."
+        )
+    counts = observed.sum(1)  # (N, C)
+    errors = (np.abs(predictions - references) * observed).sum(1) / np.maximum(counts, 1)
+    keep = (counts > 0) & np.isfinite(scale) & (scale > 0)
+    if not keep.any():
+        raise ValueError("No series has an observed target and a context that changes: MASE is undefined.")
+    return float(np.mean(errors[keep] / scale[keep]))
+
+
+__all__ = [
+    "METRIC_NAMES",
+    "compute_metric",
+    "load_metric",
+    "mean_absolute_scaled_error",
+    "metric_module_path",
+]

@@ -6,7 +6,8 @@ the pretraining engine (Accelerate and DeepSpeed, checkpoints and exact resume, 
     accelerate launch recipes/finetune.py --config text finetune.peft.method=lora training.max_steps=300
     mmfm-finetune --config audio                                          # installed: a shipped config by name
 
-Shipped configs (`mmfm/recipes/configs/finetune/`): text, vision, audio, graph, timeseries, default. The run
+Shipped configs (`mmfm/recipes/configs/finetune/`): text, vision, audio, graph, timeseries, forecasting
+(time series: the last steps of each series from the ones before, no label column), default. The run
 folder gets checkpoints (resumed automatically), `best/` (the best validation step's trainable weights),
 `adapter/` (PEFT; `AutoPeftModelFor<X>.from_pretrained` loads it) or `model/` (full fine-tuning, or the
 adapter merged with `finetune.merge_adapter`), `metrics.json` (validation curve, best step, test metrics

@@ -32,10 +32,10 @@ from .config import (
     split_command_line,
 )
 
-HEADS = ("classification", "regression", "token_classification")
+HEADS = ("classification", "regression", "token_classification", "forecasting")
 PEFT_METHODS = ("none", "lora", "dora", "ia3")
 # Metrics a validation split is scored with; `loss` is always computed. True: higher is better.
-METRICS = {"accuracy": True, "f1": True, "loss": False, "mse": False, "mae": False, "r2": True}
+METRICS = {"accuracy": True, "f1": True, "loss": False, "mse": False, "mae": False, "r2": True, "mase": False}
 
 
 @dataclass
@@ -49,7 +49,8 @@ class FinetuneDataSection:
             `test` splits, or one split divided 80/20.
         subset: the labelled demo subset of the modality (`sentiment`, `digits`, `spoken_digits`, ...).
         label_column: the column holding the labels: class ids (a `ClassLabel` or integers), numbers for
-            `regression`, or one class id per token for `token_classification`.
+            `regression`, or one class id per token for `token_classification`. Not read by `forecasting`,
+            whose targets are the last `finetune.prediction_length` steps of each row's `past_values`.
         text_column: text only: the column holding the text.
         max_length: text: tokens per example (longer texts are cut).
         validation_fraction: share of the training split kept aside to choose the best checkpoint.
@@ -100,27 +101,33 @@ class FinetuneSection:
     Attributes:
         head: `classification` (the modality's classifier: sequence, image, audio, graph or series
             classification), `regression` (the same head with `problem_type: regression`) or
-            `token_classification` (text: one class per token).
+            `token_classification` (text: one class per token) or `forecasting` (time series: the next
+            `prediction_length` steps of each row's series from the steps before; no label column).
         num_labels: classes (regression: outputs); null: read from the data (a `ClassLabel`'s names, else
             the largest label + 1; 1 for regression). A value that contradicts the data is refused.
+        prediction_length: forecasting only: steps forecast (H); null: the model config's (`prediction_length`,
+            24 by default). Each series needs H steps plus a minimum context (one patch); shorter rows are
+            bad rows (`data.on_bad_sample`).
         problem_type: `single_label_classification`, `multi_label_classification` or `regression`; null:
             from the head.
         peft: see `PeftSection`.
         eval_every: steps between evaluations on the validation split (0: only at the end).
         metric_for_best: the validation metric that chooses the best checkpoint (`accuracy`, `f1`, `loss`;
-            regression: `mse`, `mae`, `r2`, `loss`); null: accuracy, or mse for regression.
+            regression: `mse`, `mae`, `r2`, `loss`; forecasting: `mse`, `mae`, `mase`, `loss`); null: accuracy, or
+            mse for regression and forecasting.
         early_stopping_patience: stop after this many evaluations without improvement (0: never).
         merge_adapter: PEFT only: also write the adapter merged into the encoder as a plain model in `model/`.
     """
 
-    head: Literal["classification", "regression", "token_classification"] = "classification"
+    head: Literal["classification", "regression", "token_classification", "forecasting"] = "classification"
     num_labels: int | None = None
+    prediction_length: int | None = None
     problem_type: (
         Literal["single_label_classification", "multi_label_classification", "regression"] | None
     ) = None
     peft: PeftSection = field(default_factory=PeftSection)
     eval_every: int = 50
-    metric_for_best: Literal["accuracy", "f1", "loss", "mse", "mae", "r2"] | None = None
+    metric_for_best: Literal["accuracy", "f1", "loss", "mse", "mae", "r2", "mase"] | None = None
     early_stopping_patience: int = 0
     merge_adapter: bool = False
 
@@ -128,7 +135,11 @@ class FinetuneSection:
     def best_metric(self) -> str:
         if self.metric_for_best:
             return self.metric_for_best
-        return "mse" if self.is_regression else "accuracy"
+        return "mse" if self.is_regression or self.is_forecasting else "accuracy"
+
+    @property
+    def is_forecasting(self) -> bool:
+        return self.head == "forecasting"
 
     @property
     def is_regression(self) -> bool:
@@ -191,13 +202,20 @@ def check_finetune(config: FinetuneConfig) -> None:
             f"`finetune.head` = regression contradicts `finetune.problem_type` = {tune.problem_type!r}; leave "
             "problem_type unset."
         )
-    regression_metrics, class_metrics = {"mse", "mae", "r2"}, {"accuracy", "f1"}
-    wrong = class_metrics if tune.is_regression else regression_metrics
-    if tune.metric_for_best in wrong:
+    if tune.prediction_length is not None and not tune.is_forecasting:
         raise ValueError(
-            f"`finetune.metric_for_best` = {tune.metric_for_best} does not score "
-            f"{'regression' if tune.is_regression else 'classification'}; choose one of "
-            f"{sorted((regression_metrics if tune.is_regression else class_metrics) | {'loss'})}."
+            f"`finetune.prediction_length` = {tune.prediction_length} is a forecasting setting; `finetune.head` is "
+            f"{tune.head}. Set `finetune.head=forecasting` or drop it."
+        )
+    if tune.is_forecasting:
+        _check_forecasting(config)
+    kind = "forecasting" if tune.is_forecasting else "regression" if tune.is_regression else "classification"
+    scoring = {"classification": {"accuracy", "f1"}, "regression": {"mse", "mae", "r2"},
+               "forecasting": {"mse", "mae", "mase"}}[kind] | {"loss"}  # fmt: skip
+    if tune.metric_for_best is not None and tune.metric_for_best not in scoring:
+        raise ValueError(
+            f"`finetune.metric_for_best` = {tune.metric_for_best} does not score {kind}; choose one of "
+            f"{sorted(scoring)}."
         )
     _require_non_negative(tune, "finetune", "eval_every", "early_stopping_patience")
     if tune.merge_adapter and peft.method == "none":
@@ -228,6 +246,28 @@ def check_finetune(config: FinetuneConfig) -> None:
     _require_positive(config.logging, "logging", "log_every")
     check_trackers(config.logging.report_to)
     check_hub(config)  # `hub.push_to_hub` pushes `adapter/` or `model/` at the end (Trainer.finish)
+
+
+def _check_forecasting(config: FinetuneConfig) -> None:
+    """`finetune.head: forecasting`: time series only; no class-label settings; a positive horizon."""
+    tune = config.finetune
+    if config.modality not in (None, "timeseries"):
+        raise ValueError(
+            f"`finetune.head` = forecasting forecasts time series, but `modality` is {config.modality!r}; set "
+            "`modality=timeseries`."
+        )
+    if tune.prediction_length is not None and tune.prediction_length < 1:
+        raise ValueError(f"`finetune.prediction_length` must be >= 1, got {tune.prediction_length}.")
+    if tune.problem_type is not None or tune.num_labels is not None:
+        raise ValueError(
+            "`finetune.head` = forecasting has no classes: drop `finetune.problem_type` and `finetune.num_labels` "
+            "(the horizon is `finetune.prediction_length`)."
+        )
+    if config.data.label_column == "past_values":
+        raise ValueError(
+            "`data.label_column` = 'past_values': forecasting takes its targets from the end of `past_values` "
+            "itself; leave `data.label_column` at its default (it is not read)."
+        )
 
 
 def resolve_finetune_config_path(path: str | Path) -> Path:

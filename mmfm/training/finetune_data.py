@@ -4,11 +4,17 @@ the head, and the collator that turns rows into encoder inputs plus `labels`.
 The validation rows are carved from the training split (seeded, stratified by class), so the test split
 is only read once, for the best checkpoint. `label_fraction` keeps a seeded, stratified share of the
 training rows, for label-efficiency curves.
+
+Forecasting (`finetune.head: forecasting`) has no label column: each row's series is split into its last
+`prediction_length` steps (the targets, `future_values`) and the steps before them (the context, cut to the
+encoder's `context_length`). Every split uses each series' last window, so the targets are deterministic
+(nothing to reseed on resume) and the validation and test rows score the same kind of forecast.
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -37,7 +43,8 @@ class LabelledData:
         train, validation, test: rows with the modality's columns and `label_column`.
         num_labels: classes (1 for one regression target).
         id2label: class names by id (`ClassLabel` names, else the ids as text).
-        problem_type: transformers' `problem_type` of the head.
+        problem_type: transformers' `problem_type` of the head (`forecasting` for the forecasting head).
+        prediction_length: forecasting only: steps forecast (H).
     """
 
     train: Dataset
@@ -46,6 +53,21 @@ class LabelledData:
     num_labels: int
     id2label: dict[int, str]
     problem_type: str
+    prediction_length: int | None = None
+
+
+def forecast_lengths(config: FinetuneConfig, spec: ModalitySpec) -> tuple[int, int]:
+    """(prediction_length, minimum context) of a forecasting run: `finetune.prediction_length`, else the model
+    config's (the saved model's, or the preset's with `model.config`); the minimum context is one patch."""
+    from transformers import AutoConfig
+
+    from .finetune_model import resolve_init_from
+
+    if config.model.init_from:
+        encoder = AutoConfig.from_pretrained(resolve_init_from(config.model.init_from))
+    else:
+        encoder = spec.config_class.from_preset(config.model.preset, **config.model.config)
+    return config.finetune.prediction_length or encoder.prediction_length, encoder.patch_length
 
 
 def load_labelled_data(config: FinetuneConfig, spec: ModalitySpec) -> LabelledData:
@@ -58,6 +80,8 @@ def load_labelled_data(config: FinetuneConfig, spec: ModalitySpec) -> LabelledDa
             split is too small.
     """
     data = config.data
+    if config.finetune.is_forecasting:
+        return _load_forecasting_data(config, spec)
     train, test = load_labelled_splits(
         data.source, spec, "data", data.label_column, data.subset, seed=config.seed
     )
@@ -90,6 +114,54 @@ def load_labelled_data(config: FinetuneConfig, spec: ModalitySpec) -> LabelledDa
             f"{_describe(data)} leaves no validation or test rows; raise `data.validation_fraction`."
         )
     return LabelledData(train, validation, test, num_labels, id2label, problem_type)
+
+
+def _load_forecasting_data(config: FinetuneConfig, spec: ModalitySpec) -> LabelledData:
+    """Train/validation/test series for forecasting (no label column; see the module docstring). A series too
+    short for `prediction_length` steps plus one patch of context is a bad row: `data.on_bad_sample=raise`
+    refuses it, `skip` drops and counts it."""
+    data = config.data
+    series = spec.required_columns[0]  # `past_values`: local data must have it (it stands in for a label)
+    train, test = load_labelled_splits(data.source, spec, "data", series, data.subset, seed=config.seed)
+    for column, values in data.include.items():
+        train, test = (keep_values(rows, column, values, "data") for rows in (train, test))
+    horizon, context = forecast_lengths(config, spec)
+    train, test = (
+        _long_enough(undecoded(rows).select_columns([series]), horizon, context, config, name)
+        for name, rows in (("train", train), ("test", test))
+    )
+    halves = train.train_test_split(test_size=data.validation_fraction, seed=config.seed)
+    train, validation = halves["train"], halves["test"]
+    if data.label_fraction < 1:
+        train = train.train_test_split(train_size=data.label_fraction, seed=config.seed)["train"]
+        logger.info("data.label_fraction = %s: training on %d series.", data.label_fraction, len(train))
+    if len(validation) == 0 or len(test) == 0:
+        raise ValueError(
+            f"{_describe(data)} leaves no validation or test rows; raise `data.validation_fraction`."
+        )
+    return LabelledData(train, validation, test, 1, {}, "forecasting", horizon)
+
+
+def _long_enough(rows: Dataset, horizon: int, context: int, config: FinetuneConfig, split: str) -> Dataset:
+    """`rows` whose series have at least `horizon + context` steps; shorter ones refused or dropped and counted."""
+    lengths = [len(value) if value is not None else 0 for value in rows["past_values"]]
+    short = [i for i, length in enumerate(lengths) if length < horizon + context]
+    if not short:
+        return rows
+    first = short[0]
+    where = f"{_describe(config.data)} ({split})"
+    problem = (
+        f"{len(short)} of {len(rows)} series of {where} are shorter than `finetune.prediction_length` ({horizon}) "
+        f"+ a minimum context of one patch ({context}) = {horizon + context} steps (e.g. row {first}: "
+        f"{lengths[first]} steps)"
+    )
+    fix = "Lower `finetune.prediction_length`, or drop the short series"
+    if config.data.on_bad_sample == "raise" or len(short) == len(rows):
+        raise ValueError(f"{problem}. {fix}" + (" (`data.on_bad_sample=skip` drops them)." if
+                                                 len(short) < len(rows) else "."))  # fmt: skip
+    logger.warning("%s: skipped (data.on_bad_sample=skip). %s to keep them.", problem, fix)
+    keep = sorted(set(range(len(rows))) - set(short))
+    return rows.select(keep)
 
 
 def _describe(data) -> str:
@@ -162,7 +234,14 @@ class LabelledRowCollator(RowCollator):
     """A `RowCollator` that also returns `labels`: (B,) class ids, (B,) float targets for regression, or (B, L)
     token class ids padded with -100; text is tokenized and padded here (no objective corrupts it)."""
 
-    def __init__(self, spec: ModalitySpec, processor: Any, config: FinetuneConfig, problem_type: str):
+    def __init__(
+        self,
+        spec: ModalitySpec,
+        processor: Any,
+        config: FinetuneConfig,
+        problem_type: str,
+        prediction_length: int | None = None,
+    ):
         data = config.data
         # The processor options pretraining uses for the modality (e.g. time series and audio cut to the
         # encoder's length), from its default objective.
@@ -172,6 +251,7 @@ class LabelledRowCollator(RowCollator):
         )
         self.label_column, self.problem_type = data.label_column, problem_type
         self.token_labels = config.finetune.head == "token_classification"
+        self.prediction_length = prediction_length
 
     def _screen(self, position: int, index: int | None, row: dict) -> bool | None:
         return None
@@ -185,6 +265,8 @@ class LabelledRowCollator(RowCollator):
             ) from cause
 
     def _process(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        if self.prediction_length is not None:
+            return self._forecast(rows)
         labels = [row[self.label_column] for row in rows]
         if any(label is None for label in labels):
             raise ValueError(f"missing label in column {self.label_column!r}")
@@ -201,6 +283,28 @@ class LabelledRowCollator(RowCollator):
         batch["labels"] = self._labels(labels, batch)
         return batch
 
+    def _forecast(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        """Each series -> the context (all but its last H steps, through the processor: cut to the encoder's
+        `context_length`, padded on the left) and `future_values` (B, H, C), `future_observed_mask` (B, H, C)
+        (0 where a target is NaN), plus `naive_scale` (B, C): the mean absolute one-step change of the observed
+        context, which scales MASE (not a model input)."""
+        horizon = self.prediction_length
+        series = [np.asarray(row["past_values"], dtype=np.float32) for row in rows]
+        series = [values[:, None] if values.ndim == 1 else values for values in series]  # (L, C)
+        if any(len(values) <= horizon for values in series):
+            raise ValueError(
+                f"a series has no steps before its last {horizon} (`finetune.prediction_length`)"
+            )
+        batch = super()._process([{"past_values": values[:-horizon]} for values in series])
+        future = torch.from_numpy(np.stack([values[-horizon:] for values in series]))
+        observed = ~torch.isnan(future)
+        batch["future_values"] = torch.nan_to_num(future)
+        batch["future_observed_mask"] = observed.long()
+        batch["naive_scale"] = torch.from_numpy(
+            np.stack([_naive_scale(values[:-horizon]) for values in series])
+        )
+        return batch
+
     def _labels(self, labels: list, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.token_labels:
             length = batch["input_ids"].shape[1]
@@ -209,6 +313,14 @@ class LabelledRowCollator(RowCollator):
         if self.problem_type == "regression":
             return torch.tensor(labels, dtype=torch.float32)
         return torch.tensor(labels, dtype=torch.long)
+
+
+def _naive_scale(context: np.ndarray) -> np.ndarray:
+    """(C,) mean absolute one-step change of a (L, C) context over observed neighbours (NaN where none)."""
+    changes = np.abs(np.diff(context, axis=0))
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN channel: NaN, left out of MASE
+        return np.nanmean(changes, axis=0).astype(np.float32)
 
 
 def evaluation_batches(
@@ -221,4 +333,10 @@ def evaluation_batches(
         yield collate([dict(row) for row in rows.select(range(start, min(start + batch_size, len(rows))))])
 
 
-__all__ = ["LabelledData", "LabelledRowCollator", "evaluation_batches", "load_labelled_data"]
+__all__ = [
+    "LabelledData",
+    "LabelledRowCollator",
+    "evaluation_batches",
+    "forecast_lengths",
+    "load_labelled_data",
+]

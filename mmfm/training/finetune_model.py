@@ -32,6 +32,7 @@ HEAD_CLASSES = {
     ("graph", "regression"): "MMFMGraphForGraphClassification",
     ("timeseries", "classification"): "MMFMTimeSeriesForClassification",
     ("timeseries", "regression"): "MMFMTimeSeriesForRegression",
+    ("timeseries", "forecasting"): "MMFMTimeSeriesForPrediction",
 }
 
 
@@ -102,6 +103,8 @@ def build_finetune_model(
         "label2id": {name: i for i, name in labels.id2label.items()},
         "problem_type": labels.problem_type,
     }
+    if labels.prediction_length is not None:  # forecasting: the horizon is the head's only output setting
+        head_fields = {"prediction_length": labels.prediction_length}
     attn = config.training.attn_implementation
     data_fields = spec.fields_from_data(first_row)
     if config.model.init_from:

@@ -65,7 +65,7 @@ def build_finetune(config: FinetuneConfig, accelerator: Accelerator) -> Finetune
         data = load_labelled_data(config, spec)
     head = build_finetune_model(config, spec, data, tokenizer, data.train[0])
     processor = MMFMProcessor.from_model_config(head.config, tokenizer)
-    collate = LabelledRowCollator(spec, processor, config, data.problem_type)
+    collate = LabelledRowCollator(spec, processor, config, data.problem_type, data.prediction_length)
     input_names = forward_input_names(head)  # the head's, not the PEFT wrapper's catch-all signature
     peft = config.finetune.peft.method != "none"
     base = adapter_base(config, head, processor, accelerator) if peft else None
@@ -86,14 +86,14 @@ def build_finetune(config: FinetuneConfig, accelerator: Accelerator) -> Finetune
 def adapter_base(config: FinetuneConfig, head, processor, accelerator: Accelerator) -> str:
     """What an adapter's `base_model_name_or_path` names: `model.init_from` (local folder or Hub id) when the
     head that `AutoModelFor<X>` builds from it has the run's labels (two classes, transformers' default);
-    otherwise (other label counts, regression, a new encoder) the head as fine-tuning starts, written once
+    otherwise (other label counts, regression, forecasting, a new encoder) the head as fine-tuning starts, written once
     to `<output_dir>/base_model/` with its processor, so `AutoPeftModelFor<X>.from_pretrained(adapter)`
     needs no arguments."""
     default = PretrainedConfig()
     init_from = config.model.init_from
-    if init_from and head.config.num_labels == default.num_labels and head.config.problem_type in (
-        None, "single_label_classification",
-    ):  # fmt: skip
+    if (init_from and not config.finetune.is_forecasting  # the saved horizon may differ: write the head
+            and head.config.num_labels == default.num_labels
+            and head.config.problem_type in (None, "single_label_classification")):  # fmt: skip
         return init_from
     folder = Path(config.output_dir) / "base_model"
 

@@ -22,7 +22,7 @@ from accelerate.utils import broadcast_object_list
 from datasets import Dataset
 from safetensors.torch import load_file, save_file
 
-from ..evaluation.metrics import compute_metric
+from ..evaluation.metrics import compute_metric, mean_absolute_scaled_error
 from ..peft_defaults import point_adapter_at_auto_class
 from .collective import main_process_result
 from .export import export_models
@@ -114,6 +114,12 @@ class FinetuneTrainer(Trainer):
                 continue
             inputs = {k: v.to(self.accelerator.device) for k, v in batch["inputs"].items() if k in names}
             outputs = self.model(**inputs)
+            if self.finetune.is_forecasting:
+                observed = inputs["future_observed_mask"]
+                losses.append((float(outputs.loss) * int(observed.sum()), int(observed.sum())))
+                predictions.append(outputs.prediction_outputs.float().cpu())
+                references.append(_forecast_references(inputs, batch["inputs"]["naive_scale"]))
+                continue
             count = (
                 int(inputs["labels"].ne(-100).sum())
                 if not self.finetune.is_regression
@@ -127,7 +133,11 @@ class FinetuneTrainer(Trainer):
             logger.warning(
                 "Evaluation skipped %d bad row(s) of %d; the metrics leave them out.", skipped, len(rows)
             )
-        metrics = self._metrics(losses, torch.cat(predictions), torch.cat(references))
+        if self.finetune.is_forecasting:
+            references = {k: torch.cat([r[k] for r in references]).numpy() for k in references[0]}
+        else:
+            references = torch.cat(references)
+        metrics = self._metrics(losses, torch.cat(predictions), references)
         shared = [metrics]
         if self.accelerator.num_processes > 1:
             broadcast_object_list(shared)
@@ -138,8 +148,10 @@ class FinetuneTrainer(Trainer):
             return logits.reshape(logits.shape[0], -1)[:, 0]
         return logits.argmax(-1)
 
-    def _metrics(self, losses: list, predictions: torch.Tensor, references: torch.Tensor) -> dict[str, float]:
+    def _metrics(self, losses: list, predictions: torch.Tensor, references: Any) -> dict[str, float]:
         metrics = {"loss": sum(s for s, _ in losses) / max(1, sum(n for _, n in losses))}
+        if self.finetune.is_forecasting:
+            return {**metrics, **_forecast_metrics(predictions.numpy(), references)}
         keep = references.reshape(-1) != -100
         y_pred, y_true = predictions.reshape(-1)[keep].numpy(), references.reshape(-1)[keep].numpy()
         if self.finetune.is_regression:
@@ -246,6 +258,30 @@ class FinetuneTrainer(Trainer):
             test=self.test_metrics,
         )
         return summary
+
+
+def _forecast_references(inputs: dict[str, torch.Tensor], scale: torch.Tensor) -> dict[str, torch.Tensor]:
+    """What scores a batch of forecasts: targets and their mask (B, H, C), the MASE scale (B, C) and the
+    last-value baseline (B, H, C): each context's last step repeated (the processor pads on the left, so
+    the last step is the newest; a missing one is 0)."""
+    future = inputs["future_values"].float().cpu()
+    last = inputs["past_values"][:, -1:, :].float().cpu().expand_as(future)
+    return {"target": future, "observed": inputs["future_observed_mask"].cpu(), "scale": scale.cpu(),
+            "last_value": last}  # fmt: skip
+
+
+def _forecast_metrics(predictions: np.ndarray, references: dict[str, np.ndarray]) -> dict[str, float]:
+    """mse, mae (over observed targets, in the data's units), mase, and the last-value baseline's mse and mae."""
+    keep = references["observed"].astype(bool)
+    target = references["target"][keep].astype(np.float64)
+    metrics = {}
+    for prefix, forecast in (("", predictions), ("last_value_", references["last_value"])):
+        for name in ("mse", "mae"):
+            metrics[prefix + name] = compute_metric(name, forecast[keep].astype(np.float64), target)
+        metrics[prefix + "mase"] = mean_absolute_scaled_error(
+            forecast, references["target"], references["observed"], references["scale"]
+        )
+    return metrics
 
 
 def _format(metrics: dict[str, float]) -> str:

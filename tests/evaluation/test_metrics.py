@@ -69,3 +69,17 @@ def test_metric_errors_are_named():
         compute_metric("accuracy", [0, 1], [0])
     with pytest.raises(ValueError, match="empty"):
         compute_metric("mae", [], [])
+
+
+def test_mase_scales_each_series_by_its_context_and_leaves_out_constant_ones():
+    from mmfm.evaluation.metrics import mean_absolute_scaled_error
+
+    predictions = np.array([[[1.0], [2.0]], [[5.0], [5.0]]])  # (N=2, H=2, C=1)
+    references = np.array([[[0.0], [5.0]], [[0.0], [0.0]]])
+    observed = np.ones_like(references)
+    # Series 0: MAE (1 + 3) / 2 = 2 over a context changing by 1 per step -> 2; series 1's context is constant.
+    assert mean_absolute_scaled_error(predictions, references, observed, np.array([[1.0], [0.0]])) == 2.0
+    observed[0, 1, 0] = 0  # an unobserved target is left out: MAE 1
+    assert mean_absolute_scaled_error(predictions, references, observed, np.array([[1.0], [0.0]])) == 1.0
+    with pytest.raises(ValueError, match="MASE is undefined"):
+        mean_absolute_scaled_error(predictions, references, observed, np.zeros((2, 1)))

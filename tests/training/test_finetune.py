@@ -257,3 +257,70 @@ def test_token_classification_on_local_files(tmp_path):
     assert score(load_adapter(tmp_path / "run" / "adapter"), tmp_path / "run", "test")[
         "loss"
     ] == pytest.approx(result["test"]["loss"], rel=1e-5)
+
+
+def forecast(model, out: Path, split: str) -> dict:
+    """Mean loss (over observed targets) and forecasts of `model` on a split of the forecasting run in `out`."""
+    config = load_finetune_config(out / "run_config.yaml")
+    spec = finetune_modality(config)
+    data = load_labelled_data(config, spec)
+    from mmfm.processing import MMFMProcessor
+
+    folder = out / ("adapter" if (out / "adapter").is_dir() else "model")
+    collate = LabelledRowCollator(
+        spec, MMFMProcessor.from_pretrained(folder), config, data.problem_type, data.prediction_length
+    )
+    total, count, predictions = 0.0, 0, []
+    with torch.no_grad():
+        for batch in evaluation_batches(getattr(data, split), collate, config.training.per_device_batch_size):
+            inputs = {k: v for k, v in batch["inputs"].items() if k != "naive_scale"}
+            outputs = model.eval()(**inputs)
+            n = int(inputs["future_observed_mask"].sum())
+            total, count = total + float(outputs.loss) * n, count + n
+            predictions.append(outputs.prediction_outputs)
+    return {"loss": total / count, "predictions": torch.cat(predictions), "rows": len(getattr(data, split))}
+
+
+@pytest.mark.parametrize("method", ["none", "lora"])
+def test_forecasting_runs_evaluates_and_exports(method, tmp_path):
+    """The forecasting head: each series' last 8 steps from the steps before; MSE/MAE/MASE and the last-value
+    baseline scored; the export (model or adapter) loads through AutoModelForTimeSeriesPrediction and forecasts
+    (B, 8, C), scoring the test split as the run did."""
+    out = tmp_path / "run"
+    result = run_finetune(*tiny_args(out, "timeseries", "finetune.head=forecasting", "finetune.prediction_length=8",
+                                     "finetune.metric_for_best=mase", f"finetune.peft.method={method}"))  # fmt: skip
+    assert result["steps"] == 4 and [e["step"] for e in result["validation"]] == [2, 4]
+    scores = [e["mase"] for e in result["validation"]]
+    assert result["metric_for_best"] == "mase" and result["best_step"] == [2, 4][scores.index(min(scores))]
+    names = {"loss", "mse", "mae", "mase", "last_value_mse", "last_value_mae", "last_value_mase"}
+    assert set(result["test"]) == names and all(v >= 0 for v in result["test"].values())
+    assert result["test"]["loss"] == pytest.approx(result["test"]["mse"], rel=1e-4)  # the head's loss is the MSE
+    if method == "none":
+        from transformers import AutoModelForTimeSeriesPrediction
+
+        model = AutoModelForTimeSeriesPrediction.from_pretrained(out / "model")
+    else:
+        assert 0 < result["trainable_parameters"] < result["total_parameters"]
+        adapter = json.loads((out / "adapter" / "adapter_config.json").read_text())
+        assert adapter["modules_to_save"] == ["prediction_head"]
+        assert adapter["auto_mapping"]["base_model_class"] == "AutoModelForTimeSeriesPrediction"
+        model = load_adapter(out / "adapter")
+    scored = forecast(model, out, "test")
+    assert scored["predictions"].shape == (scored["rows"], 8, 1)
+    assert scored["loss"] == pytest.approx(result["test"]["loss"], rel=1e-5, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "extra,match",
+    [
+        (["finetune.prediction_length=250"], (r"shorter than `finetune\.prediction_length` \(250\) \+ a minimum "
+         r"context of one patch \(\d+\).*row 0: \d+ steps.*Lower `finetune\.prediction_length`")),
+        (["finetune.metric_for_best=accuracy"], r"metric_for_best.*accuracy does not score forecasting.*mase"),
+        (["data.label_column=past_values"], r"label_column.*past_values.*leave `data\.label_column`"),
+    ],
+    ids=["too-short", "metric", "label-column"],
+)  # fmt: skip
+def test_bad_forecasting_input_is_refused(tmp_path, extra, match):
+    with pytest.raises(ValueError, match=match):
+        run_finetune(*tiny_args(tmp_path / "run", "timeseries", "finetune.head=forecasting", *extra))
+    assert not (tmp_path / "run" / "checkpoints").exists()
