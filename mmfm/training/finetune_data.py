@@ -159,7 +159,9 @@ def _long_enough(rows: Dataset, horizon: int, context: int, config: FinetuneConf
     if config.data.on_bad_sample == "raise" or len(short) == len(rows):
         raise ValueError(f"{problem}. {fix}" + (" (`data.on_bad_sample=skip` drops them)." if
                                                  len(short) < len(rows) else "."))  # fmt: skip
-    logger.warning("%s: skipped (data.on_bad_sample=skip). %s to keep them.", problem, fix)
+    logger.warning(
+        "%s: skipped (data.on_bad_sample=skip); lower `finetune.prediction_length` to keep them.", problem
+    )
     keep = sorted(set(range(len(rows))) - set(short))
     return rows.select(keep)
 

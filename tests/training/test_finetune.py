@@ -324,3 +324,35 @@ def test_bad_forecasting_input_is_refused(tmp_path, extra, match):
     with pytest.raises(ValueError, match=match):
         run_finetune(*tiny_args(tmp_path / "run", "timeseries", "finetune.head=forecasting", *extra))
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_forecasting_skips_and_counts_short_series_of_local_data(tmp_path, caplog):
+    """Local series without a label column: with `on_bad_sample=skip` the too-short ones are dropped and counted
+    (named in the warning), with `raise` refused naming the first; the targets are each series' last steps."""
+    from ._runs import write_jsonl
+
+    rows = [{"past_values": [float(i + step) for step in range(40 if i % 10 else 12)]} for i in range(50)]
+    source = write_jsonl(tmp_path / "series.jsonl", rows)
+    args = tiny_args(tmp_path / "run", "timeseries", "finetune.head=forecasting", "finetune.prediction_length=8",
+                     f"data.source={source}")[2:]  # fmt: skip
+    config = load_finetune_config(None, args)
+    with caplog.at_level("WARNING"):
+        data = load_labelled_data(config, finetune_modality(config))
+    assert data.prediction_length == 8 and data.problem_type == "forecasting"
+    assert len(data.train) + len(data.validation) + len(data.test) == 45  # 5 of 50 had 12 < 8 + 8 steps
+    assert "shorter than `finetune.prediction_length` (8)" in caplog.text
+    batch = LabelledRowCollator(finetune_modality(config), _processor(config), config, "forecasting", 8)(
+        [dict(data.test[0])]
+    )["inputs"]
+    assert batch["future_values"][0, :, 0].tolist() == data.test[0]["past_values"][-8:]
+    assert batch["past_values"][0, -1, 0] == data.test[0]["past_values"][-9]  # the context ends just before
+    with pytest.raises(ValueError, match=r"4 of 40 series .*\(train\).* row \d+: 12 steps.*on_bad_sample=skip"):
+        load_labelled_data(load_finetune_config(None, [*args, "data.on_bad_sample=raise"]), finetune_modality(config))
+
+
+def _processor(config):
+    from mmfm.models import MMFMTimeSeriesConfig
+    from mmfm.processing import MMFMProcessor
+
+    encoder = MMFMTimeSeriesConfig.from_preset(config.model.preset, **config.model.config)
+    return MMFMProcessor.from_model_config(encoder, None)
