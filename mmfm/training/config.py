@@ -406,9 +406,10 @@ def apply_override(tree: dict, path: list[str], value: Any) -> None:
     node[path[-1]] = value
 
 
-def resolve_config_path(path: str | Path) -> Path:
-    """A run YAML by path, or by the name of a config shipped with mmfm (`mae`, `mae.yaml`, `continue/vision`), so an installed
-    `mmfm-pretrain --config mae` finds its recipe without a checkout.
+def resolve_config_path(path: str | Path, kind: str = "") -> Path:
+    """A YAML by path, or by the name of a config shipped with mmfm, so an installed `mmfm-pretrain --config mae`
+    finds its recipe without a checkout: `mae`, `mae.yaml`, `continue/vision`; with `kind` (a subfolder of the
+    shipped configs, e.g. `finetune`), also a bare name there (`vision` for `finetune/vision`).
 
     Raises:
         FileNotFoundError: neither a file nor a shipped config; the message lists the shipped ones.
@@ -418,13 +419,15 @@ def resolve_config_path(path: str | Path) -> Path:
     source = Path(path)
     if source.is_file():
         return source
-    # `mae`, `mae.yaml`, and configs in shipped subfolders such as `continue/vision`.
-    shipped = CONFIGS / (source if source.suffix == ".yaml" else source.with_name(f"{source.name}.yaml"))
-    if not source.is_absolute() and ".." not in source.parts and shipped.is_file():
-        return shipped
+    name = source if source.suffix == ".yaml" else source.with_name(f"{source.name}.yaml")
+    if not source.is_absolute() and ".." not in source.parts:
+        for shipped in (CONFIGS / kind / name, CONFIGS / name) if kind else (CONFIGS / name,):
+            if shipped.is_file():
+                return shipped
+    names = [n.removeprefix(f"{kind}/") for n in shipped_configs() if not kind or n.startswith(f"{kind}/")]
     raise FileNotFoundError(
-        f"Config file {str(source)!r} does not exist, and it is not the name of a config shipped with mmfm "
-        f"({', '.join(shipped_configs())})."
+        f"Config file {str(source)!r} does not exist, and it is not the name of a {kind + ' ' if kind else ''}"
+        f"config shipped with mmfm ({', '.join(names)})."
     )
 
 

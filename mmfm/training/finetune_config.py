@@ -29,6 +29,7 @@ from .config import (
     check_trackers,
     parse_override,
     read_yaml,
+    resolve_config_path,
     split_command_line,
 )
 
@@ -270,27 +271,6 @@ def _check_forecasting(config: FinetuneConfig) -> None:
         )
 
 
-def resolve_finetune_config_path(path: str | Path) -> Path:
-    """A fine-tuning YAML by path, or by the name of one shipped with mmfm (`vision`, `finetune/vision`).
-
-    Raises:
-        FileNotFoundError: neither a file nor a shipped config; the message lists the shipped ones.
-    """
-    from ..recipes import CONFIGS
-
-    source = Path(path)
-    if source.is_file():
-        return source
-    shipped = CONFIGS / "finetune" / f"{source.name.removesuffix('.yaml')}.yaml"
-    if source.parent in (Path("."), Path("finetune")) and shipped.is_file():
-        return shipped
-    names = sorted(p.stem for p in (CONFIGS / "finetune").glob("*.yaml"))
-    raise FileNotFoundError(
-        f"Config file {str(source)!r} does not exist, and it is not the name of a fine-tuning config shipped "
-        f"with mmfm ({', '.join(names)})."
-    )
-
-
 def load_finetune_config(
     path: str | Path | None, overrides: list[str] = (), default: str | Path | None = None
 ) -> FinetuneConfig:
@@ -304,7 +284,7 @@ def load_finetune_config(
     chosen = path if path is not None else default
     tree: dict = {}
     if chosen is not None:
-        source = resolve_finetune_config_path(chosen)
+        source = resolve_config_path(chosen, kind="finetune")
         tree = read_yaml(source.read_text(), f"Config file {str(source)!r}") or {}
         if not isinstance(tree, dict):
             raise ValueError(
