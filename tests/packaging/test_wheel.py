@@ -1,5 +1,6 @@
 """`pip install mmfm` can pretrain: the wheel carries the recipes, their configs and the console scripts."""
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -16,11 +17,19 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
+    """A wheel built from a copy of the sources: setuptools builds in the source folder (`build/`,
+    `*.egg-info`), which other test processes read at the same time."""
+    source = tmp_path_factory.mktemp("source") / "mmfm"
+    skip = shutil.ignore_patterns(
+        ".git", ".venv", ".cache", "outputs", "build", "*.egg-info", "__pycache__", ".pytest_cache"
+    )
+    shutil.copytree(REPO, source, symlinks=True, ignore=skip)
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(out), str(REPO)],
-        check=True, capture_output=True, timeout=300,
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(out), str(source)],
+        check=False, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
+    assert built.returncode == 0, built.stderr[-3000:]
     (found,) = out.glob("mmfm-*.whl")
     return found
 
