@@ -251,15 +251,15 @@ def test_all_pairs_mode_trains_every_pair_its_sources_carry(tmp_path):
 
 
 def test_a_briefly_trained_model_names_held_out_digits_through_the_pipeline(tmp_path):
-    """After 400 steps on digit captions, the zero-shot pipeline names many held-out digits right (chance:
-    1 in 10)."""
+    """After 400 steps on digit captions, the zero-shot pipeline names many of 80 held-out digits right
+    (chance: 1 in 10)."""
     run = binding_run(tmp_path, ["text", "vision"], "pairs", "clip", "training.max_steps=400",
                       "training.per_device_batch_size=64", "training.learning_rate=2e-3",
                       "training.warmup_ratio=0.05", "tasks.bind.evaluation=[]", subsets=["digit_captions"])  # fmt: skip
     run_in_process(*run, "logging.log_every=50")
     classify = pipeline("zero-shot-image-classification", model=str(tmp_path / "run" / "model"))
     words = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
-    test = load_demo_dataset("vision", "digits")["test"].select(range(20))
+    test = load_demo_dataset("vision", "digits")["test"].select(range(80))
     right = sum(
         classify(row["image"], candidate_labels=words, hypothesis_template="a handwritten digit {}")[0][
             "label"
@@ -267,7 +267,9 @@ def test_a_briefly_trained_model_names_held_out_digits_through_the_pipeline(tmp_
         == words[row["label"]]
         for row in test
     )
-    assert right >= 7, f"{right} of 20 held-out digits named right"  # 11 here; by chance 7+ has p < 0.003
+    # 51 of 80 alone; 6 of 20 once in a full parallel run (the same seed trains a weaker model after other
+    # tests in the process). Chance is 8 of 80, and 20+ by chance has p < 1e-4.
+    assert right >= 20, f"{right} of 80 held-out digits named right"
 
 
 def test_the_binding_evaluation_runs_standalone_on_an_export(tmp_path, capsys):
