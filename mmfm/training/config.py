@@ -431,17 +431,12 @@ def resolve_config_path(path: str | Path, kind: str = "") -> Path:
     )
 
 
-def load_config(
-    path: str | Path | None, overrides: list[str] = (), default: str | Path | None = None
-) -> RunConfig:
-    """Read a YAML run file (or `default` when `path` is None), apply overrides, validate.
-
-    Raises:
-        FileNotFoundError: the YAML file does not exist.
-        ValueError/TypeError: an unknown key (the message lists the valid ones), a value of the wrong type
-            or outside its choices, or an inconsistent run (e.g. no task).
-    """
-    source = resolve_config_path(path if path is not None else default) if (path or default) else None
+def read_config_tree(
+    path: str | Path | None, overrides: list[str] = (), default: str | Path | None = None, kind: str = ""
+) -> dict:
+    """The YAML file `path` (or `default` when `path` is None; a shipped config's name works too, see
+    `resolve_config_path`) as a mapping, with the `key=value` overrides applied; not yet checked."""
+    source = resolve_config_path(path if path is not None else default, kind) if (path or default) else None
     tree: dict = {}
     if source is not None:
         try:
@@ -455,7 +450,20 @@ def load_config(
             )
     for text in overrides:
         apply_override(tree, *parse_override(text))
-    config = build_section(RunConfig, tree, "")
+    return tree
+
+
+def load_config(
+    path: str | Path | None, overrides: list[str] = (), default: str | Path | None = None
+) -> RunConfig:
+    """Read a YAML run file (or `default` when `path` is None), apply overrides, validate.
+
+    Raises:
+        FileNotFoundError: the YAML file does not exist.
+        ValueError/TypeError: an unknown key (the message lists the valid ones), a value of the wrong type
+            or outside its choices, or an inconsistent run (e.g. no task).
+    """
+    config = build_section(RunConfig, read_config_tree(path, overrides, default), "")
     check_run(config)
     return config
 
@@ -901,25 +909,27 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def section_key_lines(cls: type, nested: dict[str, tuple[type, str] | None], prefix: str = "") -> list[str]:
+    """`  <section.>key, key, ...` for dataclass `cls` and every section inside it, for `--help`. `nested` maps
+    a field that is not itself a dataclass to the section it holds and the prefix shown for it
+    (`tasks` -> `(TaskSection, "tasks.<name>.")`), or to None to leave it out."""
+    hints, leaves, lines = typing.get_type_hints(cls), [], []
+    for f in dataclasses.fields(cls):
+        if f.name in nested:
+            if nested[f.name] is not None:
+                section, shown = nested[f.name]
+                lines += section_key_lines(section, nested, shown)
+        elif dataclasses.is_dataclass(hints[f.name]):
+            lines += section_key_lines(hints[f.name], nested, f"{prefix}{f.name}.")
+        else:
+            leaves.append(f.name)
+    return lines + ([f"  {prefix or '(top level) '}{', '.join(leaves)}"] if leaves else [])
+
+
 def describe_keys() -> str:
     """Every config key, by section (the `--help` epilog)."""
     lines = ["config keys (documented in mmfm/training/config.py):"]
-
-    def walk(cls: type, prefix: str) -> None:
-        hints = typing.get_type_hints(cls)
-        leaves = []
-        for f in dataclasses.fields(cls):
-            hint = hints[f.name]
-            if dataclasses.is_dataclass(hint):
-                walk(hint, f"{prefix}{f.name}.")
-            elif f.name == "tasks":
-                walk(TaskSection, "tasks.<name>.")
-            else:
-                leaves.append(f.name)
-        if leaves:
-            lines.append(f"  {prefix or '(top level) '}{', '.join(leaves)}")
-
-    walk(RunConfig, "")
+    lines += section_key_lines(RunConfig, {"tasks": (TaskSection, "tasks.<name>.")})
     lines.append("objectives (tasks.<name>.objective) and their fields (tasks.<name>.objective_config):")
     for name, objective in objectives().items():
         fields = ", ".join(f.name for f in dataclasses.fields(objective.config_class)) or "(none)"

@@ -9,8 +9,6 @@ data and a `finetune` section (head, labels, PEFT, evaluation, early stopping).
 
 from __future__ import annotations
 
-import dataclasses
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -23,13 +21,11 @@ from .config import (
     TrainingSection,
     _require_non_negative,
     _require_positive,
-    apply_override,
     build_section,
     check_hub,
     check_trackers,
-    parse_override,
-    read_yaml,
-    resolve_config_path,
+    read_config_tree,
+    section_key_lines,
     split_command_line,
 )
 
@@ -281,17 +277,7 @@ def load_finetune_config(
         ValueError/TypeError: an unknown key (the valid ones listed), a value of the wrong type or outside its
             choices, or an inconsistent run.
     """
-    chosen = path if path is not None else default
-    tree: dict = {}
-    if chosen is not None:
-        source = resolve_config_path(chosen, kind="finetune")
-        tree = read_yaml(source.read_text(), f"Config file {str(source)!r}") or {}
-        if not isinstance(tree, dict):
-            raise ValueError(
-                f"{source} must hold a YAML mapping at the top level, got {type(tree).__name__}."
-            )
-    for text in overrides:
-        apply_override(tree, *parse_override(text))
+    tree = read_config_tree(path, overrides, default, kind="finetune")
     config = build_section(FinetuneConfig, tree, "")
     check_finetune(config)
     return config
@@ -300,20 +286,7 @@ def load_finetune_config(
 def describe_finetune_keys() -> str:
     """Every fine-tuning config key, by section (the `--help` epilog)."""
     lines = ["config keys (documented in mmfm/training/finetune_config.py and config.py):"]
-
-    def walk(cls: type, prefix: str) -> None:
-        hints, leaves = typing.get_type_hints(cls), []
-        for f in dataclasses.fields(cls):
-            if f.name == "tasks":
-                continue  # pretraining only
-            if dataclasses.is_dataclass(hints[f.name]):
-                walk(hints[f.name], f"{prefix}{f.name}.")
-            else:
-                leaves.append(f.name)
-        if leaves:
-            lines.append(f"  {prefix or '(top level) '}{', '.join(leaves)}")
-
-    walk(FinetuneConfig, "")
+    lines += section_key_lines(FinetuneConfig, {"tasks": None})  # `tasks` is pretraining's
     return "\n".join(lines)
 
 
