@@ -25,12 +25,12 @@ LAUNCHER_PID = os.getppid()
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
-from mmfm.training import RunFolder, build_accelerator, build_optimizer, build_scheduler, prepare_output_dir
+from mmfm.training import RunFolder, build_optimizer, build_scheduler
 from mmfm.training.finetune_config import FinetuneConfig, parse_finetune_command_line
 from mmfm.training.finetune_setup import build_finetune
 from mmfm.training.finetune_trainer import FinetuneTrainer
 from mmfm.training.pretrained import resolve_model_source
-from mmfm.training.signals import handle_stop_signals
+from mmfm.training.session import exit_if_stopped, recipe_session
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "finetune" / "default.yaml"
 logger = logging.getLogger("mmfm.recipes.finetune")
@@ -39,19 +39,10 @@ logger = logging.getLogger("mmfm.recipes.finetune")
 def main(argv: list[str] | None = None) -> dict:
     # 1. The run: a YAML recipe plus overrides, checked before anything is built.
     config = parse_finetune_command_line(sys.argv[1:] if argv is None else argv, default=DEFAULT_CONFIG)
-    accelerator = build_accelerator(config)
-    logging.basicConfig(
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        level=logging.INFO if accelerator.is_main_process else logging.WARNING,
-    )
-    stop = handle_stop_signals(LAUNCHER_PID)  # SIGTERM/SIGINT: stop after the same step with a checkpoint
-    # 2. A fresh run folder, or the same run to continue, held by this run until it ends.
-    run_folder = prepare_output_dir(config, accelerator)
-    try:
+    # 2. The Accelerator, logging and stop signals (stop after the same step with a checkpoint); a fresh run
+    # folder, or the same run to continue, held until the run ends.
+    with recipe_session(config, LAUNCHER_PID) as (accelerator, run_folder):
         return finetune(config, accelerator, run_folder)
-    finally:
-        run_folder.release()
-        stop.uninstall()
 
 
 def finetune(config: FinetuneConfig, accelerator: Accelerator, run_folder: RunFolder) -> dict:
@@ -70,11 +61,7 @@ def finetune(config: FinetuneConfig, accelerator: Accelerator, run_folder: RunFo
     )  # fmt: skip
     trainer.resume()
     run_folder.record_start()
-    if not trainer.train():
-        accelerator.end_training()
-        logger.warning("Stopped by %s after step %d: run the same command to continue.", trainer.stopped_by.name,
-                       trainer.step)  # fmt: skip
-        sys.exit(128 + trainer.stopped_by)
+    exit_if_stopped(trainer, trainer.train(), logger)
     # 5. The best checkpoint: scored on the test split, exported (adapter/ or model/), reported.
     test = trainer.score_best(setup.data.test)
     exported = trainer.export_finetuned(setup.adapter_base, config.finetune.merge_adapter)

@@ -32,7 +32,6 @@ from mmfm.training import (
     RunConfig,
     RunFolder,
     Trainer,
-    build_accelerator,
     build_optimizer,
     build_scheduler,
     build_tasks,
@@ -40,30 +39,20 @@ from mmfm.training import (
     evaluate_continued,
     evaluate_exports,
     parse_command_line,
-    prepare_output_dir,
 )
-from mmfm.training.signals import handle_stop_signals
+from mmfm.training.session import exit_if_stopped, recipe_session
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "default.yaml"
+logger = logging.getLogger("mmfm.recipes.pretrain")
 
 
 def main(argv: list[str] | None = None) -> dict:
     # 1. The run: a YAML recipe plus overrides, checked before anything is built.
     config = parse_command_line(sys.argv[1:] if argv is None else argv, default=DEFAULT_CONFIG)
-    accelerator = build_accelerator(config)
-    logging.basicConfig(
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        level=logging.INFO if accelerator.is_main_process else logging.WARNING,
-    )
-    # From here on SIGTERM/SIGINT stop every process after the same step with a checkpoint (exit 143/130).
-    stop = handle_stop_signals(LAUNCHER_PID)
-    # 2. A fresh run folder, or the same run to continue, held by this run until it ends.
-    run_folder = prepare_output_dir(config, accelerator)
-    try:
+    # 2. The Accelerator, logging and stop signals (SIGTERM/SIGINT stop every process after the same step with
+    # a checkpoint, exit 143/130); a fresh run folder, or the same run to continue, held until the run ends.
+    with recipe_session(config, LAUNCHER_PID) as (accelerator, run_folder):
         return train_and_export(config, accelerator, run_folder)
-    finally:
-        run_folder.release()
-        stop.uninstall()
 
 
 def train_and_export(config: RunConfig, accelerator: Accelerator, run_folder: RunFolder) -> dict:
@@ -81,21 +70,14 @@ def train_and_export(config: RunConfig, accelerator: Accelerator, run_folder: Ru
     trainer = Trainer(config, accelerator, tasks, model, optimizer, scheduler, run_folder)
     trainer.resume()
     run_folder.record_start()  # from here on, the folder holds this run
-    if not trainer.train():
-        accelerator.end_training()
-        if accelerator.is_main_process:
-            logging.getLogger("mmfm.recipes.pretrain").warning(
-                "Stopped by %s after step %d, saved in %s/checkpoints. Run the same command to continue.",
-                trainer.stopped_by.name, trainer.step, config.output_dir,
-            )  # fmt: skip
-        sys.exit(128 + trainer.stopped_by)
+    exit_if_stopped(trainer, trainer.train(), logger)
     exported = trainer.export(Path(config.output_dir) / "model")
     evaluation = evaluate_exports(accelerator, tasks, exported)
     # A continued run also probes the model it started from: what it forgot, what it learnt.
     continued = evaluate_continued(accelerator, tasks, exported, evaluation, Path(config.output_dir))
     metrics = trainer.finish(exported, evaluation, extra=continued)
     if accelerator.is_main_process:
-        logging.getLogger("mmfm.recipes.pretrain").info(
+        logger.info(
             "Done: %d steps, final loss %s, model in %s, metrics in %s/metrics.json",
             metrics["steps"], metrics["final_loss"], ", ".join(exported.values()), config.output_dir,
         )  # fmt: skip
