@@ -23,14 +23,13 @@ from pathlib import Path
 LAUNCHER_PID = os.getppid()
 
 from accelerate import Accelerator
-from accelerate.utils import set_seed
 
 from mmfm.training import RunFolder, build_optimizer, build_scheduler
 from mmfm.training.finetune_config import FinetuneConfig, parse_finetune_command_line
 from mmfm.training.finetune_setup import build_finetune
 from mmfm.training.finetune_trainer import FinetuneTrainer
 from mmfm.training.pretrained import resolve_model_source
-from mmfm.training.session import exit_if_stopped, recipe_session
+from mmfm.training.session import exit_if_stopped, recipe_session, seed_run
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "finetune" / "default.yaml"
 logger = logging.getLogger("mmfm.recipes.finetune")
@@ -48,7 +47,7 @@ def main(argv: list[str] | None = None) -> dict:
 def finetune(config: FinetuneConfig, accelerator: Accelerator, run_folder: RunFolder) -> dict:
     # 3. Labelled data (train / validation carved from train / test), the head on the saved or a new encoder,
     # PEFT adapters on request; the optimizer trains what requires gradients.
-    set_seed(config.seed, device_specific=True)
+    seed_run(config)  # and deterministic kernels with training.deterministic
     setup = build_finetune(config, accelerator)
     model = setup.task.model
     optimizer = build_optimizer(model, config.training)

@@ -24,9 +24,7 @@ from pathlib import Path
 # Read before the slow imports: a launcher that dies meanwhile still stops this run (mmfm.training.signals).
 LAUNCHER_PID = os.getppid()
 
-import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
 
 from mmfm.training import (
     RunConfig,
@@ -40,7 +38,7 @@ from mmfm.training import (
     evaluate_exports,
     parse_command_line,
 )
-from mmfm.training.session import exit_if_stopped, recipe_session
+from mmfm.training.session import exit_if_stopped, recipe_session, seed_run
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "default.yaml"
 logger = logging.getLogger("mmfm.recipes.pretrain")
@@ -58,10 +56,7 @@ def main(argv: list[str] | None = None) -> dict:
 def train_and_export(config: RunConfig, accelerator: Accelerator, run_folder: RunFolder) -> dict:
     # 3. The seeds of every process; data, tokenizer and model of each objective; the optimizer and the
     # schedule over all of them.
-    set_seed(config.seed, device_specific=True)
-    if config.training.deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS refuses determinism without it
-        torch.use_deterministic_algorithms(True)
+    seed_run(config)
     tasks = build_tasks(config, accelerator)
     model = combine_models(tasks)
     optimizer = build_optimizer(model, config.training)

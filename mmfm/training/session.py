@@ -4,11 +4,14 @@ the folder's lock and the signal handlers released on the way out, and the exit 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import torch
 from accelerate import Accelerator
+from accelerate.utils import set_seed
 
 from .config import RunConfig
 from .run_folder import RunFolder, prepare_output_dir
@@ -39,6 +42,15 @@ def recipe_session(config: RunConfig, launcher_pid: int | None) -> Iterator[tupl
         stop.uninstall()
 
 
+def seed_run(config: RunConfig) -> None:
+    """The seed of every process (`seed`, offset per process by Accelerate), and deterministic kernels when
+    `training.deterministic` asks for them."""
+    set_seed(config.seed, device_specific=True)
+    if config.training.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS refuses determinism without it
+        torch.use_deterministic_algorithms(True)
+
+
 def exit_if_stopped(trainer: Trainer, finished: bool, logger: logging.Logger) -> None:
     """After `trainer.train()`: when a signal stopped it (`finished` False), end the trackers, say where the
     checkpoint is and exit with 128 + the signal (143 SIGTERM, 130 SIGINT); the same command continues."""
@@ -53,4 +65,4 @@ def exit_if_stopped(trainer: Trainer, finished: bool, logger: logging.Logger) ->
     sys.exit(128 + trainer.stopped_by)
 
 
-__all__ = ["exit_if_stopped", "recipe_session"]
+__all__ = ["exit_if_stopped", "recipe_session", "seed_run"]

@@ -36,3 +36,24 @@ def test_publish_dry_run(tmp_path):
     assert {"README.md", "config.json", "model.safetensors", "preprocessor_config.json"} <= {
         path.name for path in (tmp_path / "out").iterdir()
     }
+
+
+@pytest.mark.parametrize("loader", ["pretrain", "finetune"])
+def test_both_recipes_honour_training_deterministic(loader, monkeypatch):
+    """`seed_run` (what both recipes call) turns deterministic kernels on when the config asks."""
+    from mmfm.training.config import load_config
+    from mmfm.training.finetune_config import load_finetune_config
+    from mmfm.training.session import seed_run
+
+    calls, seeds = [], []
+    monkeypatch.setattr("torch.use_deterministic_algorithms", calls.append)
+    monkeypatch.setattr("mmfm.training.session.set_seed", lambda seed, device_specific: seeds.append(seed))
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    load = load_config if loader == "pretrain" else load_finetune_config
+    seed_run(load(None, [], default="mae" if loader == "pretrain" else "vision"))
+    assert calls == []
+    seed_run(load(None, ["training.deterministic=true"], default="mae" if loader == "pretrain" else "vision"))
+    assert calls == [True] and seeds == [0, 0]
+    import os
+
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
